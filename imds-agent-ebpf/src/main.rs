@@ -1,0 +1,497 @@
+//! imds-agent kernel programs. No kprobes: everything hangs off cgroup v2 hooks, so it works
+//! on any kernel with BTF and cgroup v2, and survives kernel-internal renames.
+//!
+//! * `cgroup/connect4`, `cgroup/connect6` (`imds_connect4`, `imds_connect6`): run in the
+//!   context of the thread calling connect(). For TCP connects to 169.254.169.254:80,
+//!   [fd00:ec2::254]:80 or [::ffff:169.254.169.254]:80 they record who connected: tgid, pid,
+//!   uid, gid, cgroup id, and — with struct offsets resolved by user space from the kernel's
+//!   BTF — parent tgid, start time, group leader's comm, the argv block and the executable's
+//!   path. Capturing here, while the process is certainly alive, is what keeps attribution
+//!   right for processes that exit milliseconds after their request. They always allow the
+//!   connect.
+//! * `cgroup_skb/egress`, `cgroup_skb/ingress` (`imds_egress`, `imds_ingress`): see every
+//!   packet of every socket in the cgroup. A packet whose socket's peer is not IMDS:80 costs
+//!   two loads from the socket and a compare, and is never copied. For IMDS sockets the TCP
+//!   payload is copied in chunks, with the sequence number, into the ring buffer, so user
+//!   space can rebuild both byte streams (requests and responses) exactly. They always
+//!   return 1: observe mode never drops or alters a packet.
+//! * `noop_skb`: an empty cgroup_skb program, loaded only by the benchmark as the baseline
+//!   the egress program's cost is compared against.
+//!
+//! Both sides key a connection by its socket cookie.
+#![no_std]
+#![no_main]
+
+use aya_ebpf::{
+    bindings::{__sk_buff, bpf_sock_addr},
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
+        generated::{
+            bpf_get_current_cgroup_id, bpf_get_current_task, bpf_get_socket_cookie,
+            bpf_ktime_get_boot_ns, bpf_probe_read_kernel, bpf_probe_read_kernel_str,
+            bpf_probe_read_user, bpf_skb_load_bytes,
+        },
+    },
+    macros::{cgroup_skb, cgroup_sock_addr, map},
+    maps::{PerCpuArray, RingBuf},
+    programs::{SkBuffContext, SockAddrContext},
+};
+use imds_agent_common::{
+    ARGV_LEN, CHUNK_LEN, COMM_LEN, ConnectEvent, EXE_COMPONENT_LEN, EXE_DEPTH, EventHeader,
+    IMDS_PORT, IMDS_V4, IMDS_V4_MAPPED, IMDS_V6, KernelOffsets, MAX_CHUNKS, SegmentEvent,
+    connect_flags, counter, direction, kind, segment_flags,
+};
+
+/// Allow the connect / let the packet pass.
+const ALLOW: i32 = 1;
+const SOCK_STREAM: u32 = 1;
+const AF_INET: u32 = 2;
+const AF_INET6: u32 = 10;
+const IPPROTO_TCP: u8 = 6;
+
+/// Records for user space. Size overridable by the loader.
+#[map]
+static EVENTS: RingBuf = RingBuf::with_byte_size(8 << 20, 0);
+
+/// Per-CPU counters, indices in [`counter`].
+#[map]
+static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
+
+/// Kernel struct offsets, filled in by the loader from the running kernel's BTF.
+#[unsafe(no_mangle)]
+static OFFSETS: KernelOffsets = KernelOffsets::ZERO;
+
+/// The IMDS port as the kernel stores it in `user_port` / `remote_port` (network order in
+/// the low 16 bits of a u32).
+const PORT_NET: u32 = IMDS_PORT.to_be() as u32;
+/// `__sk_buff.remote_port` is the network-order port shifted into the upper 16 bits on
+/// little-endian hosts (the kernel's ctx rewrite does `<< 16`); the unshifted form is
+/// accepted too, for kernels that ever change that.
+const SKB_PORT_NET: u32 = if cfg!(target_endian = "little") {
+    PORT_NET << 16
+} else {
+    PORT_NET
+};
+const V4_NET: u32 = u32::from_ne_bytes(IMDS_V4);
+
+#[inline(always)]
+const fn word(a: &[u8; 16], i: usize) -> u32 {
+    u32::from_ne_bytes([a[4 * i], a[4 * i + 1], a[4 * i + 2], a[4 * i + 3]])
+}
+
+#[inline(always)]
+fn count(index: u32) {
+    if let Some(p) = COUNTERS.get_ptr_mut(index) {
+        // SAFETY: per-CPU slot, no concurrent writer on this CPU.
+        unsafe { *p += 1 };
+    }
+}
+
+/// Is this 16-byte address (as four network-order words) one of the IMDS IPv6 forms?
+#[inline(always)]
+fn is_imds_v6(w: [u32; 4]) -> bool {
+    (w[0] == word(&IMDS_V6, 0)
+        && w[1] == word(&IMDS_V6, 1)
+        && w[2] == word(&IMDS_V6, 2)
+        && w[3] == word(&IMDS_V6, 3))
+        || (w[0] == 0 && w[1] == 0 && w[2] == word(&IMDS_V4_MAPPED, 2) && w[3] == V4_NET)
+}
+
+// ---------------------------------------------------------------------------------------
+// connect hooks
+
+#[cgroup_sock_addr(connect4)]
+pub fn imds_connect4(ctx: SockAddrContext) -> i32 {
+    // SAFETY: ctx.sock_addr is the kernel-provided context.
+    unsafe { on_connect(&ctx, false) };
+    ALLOW
+}
+
+#[cgroup_sock_addr(connect6)]
+pub fn imds_connect6(ctx: SockAddrContext) -> i32 {
+    // SAFETY: as above.
+    unsafe { on_connect(&ctx, true) };
+    ALLOW
+}
+
+#[inline(always)]
+unsafe fn on_connect(ctx: &SockAddrContext, v6: bool) {
+    let sa: *mut bpf_sock_addr = ctx.sock_addr;
+    // SAFETY: context field reads, 4 bytes each as the verifier requires.
+    let (ty, port) = unsafe { ((*sa).type_, (*sa).user_port) };
+    if ty != SOCK_STREAM || port != PORT_NET {
+        return;
+    }
+    let mut daddr = [0u8; 16];
+    if v6 {
+        // Element by element: the verifier only allows 4-byte loads of user_ip6.
+        let w = unsafe {
+            [
+                (*sa).user_ip6[0],
+                (*sa).user_ip6[1],
+                (*sa).user_ip6[2],
+                (*sa).user_ip6[3],
+            ]
+        };
+        if !is_imds_v6(w) {
+            return;
+        }
+        let mut i = 0;
+        while i < 4 {
+            let b = w[i].to_ne_bytes();
+            daddr[4 * i] = b[0];
+            daddr[4 * i + 1] = b[1];
+            daddr[4 * i + 2] = b[2];
+            daddr[4 * i + 3] = b[3];
+            i += 1;
+        }
+    } else {
+        let ip = unsafe { (*sa).user_ip4 };
+        if ip != V4_NET {
+            return;
+        }
+        daddr[..4].copy_from_slice(&IMDS_V4);
+    }
+    count(counter::CONNECTS);
+
+    let Some(mut entry) = EVENTS.reserve::<ConnectEvent>(0) else {
+        count(counter::RINGBUF_FULL);
+        return;
+    };
+    let ev = entry.as_mut_ptr();
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let uid_gid = bpf_get_current_uid_gid();
+    // SAFETY: `ev` points at a reserved ring-buffer record of the right size; every field
+    // is written before submit (the record is not zeroed by the kernel).
+    unsafe {
+        (*ev).header = EventHeader {
+            kind: kind::CONNECT,
+            _pad: 0,
+            boot_ns: bpf_ktime_get_boot_ns(),
+            cookie: bpf_get_socket_cookie(sa.cast()),
+        };
+        (*ev).tgid = (pid_tgid >> 32) as u32;
+        (*ev).pid = pid_tgid as u32;
+        (*ev).uid = uid_gid as u32;
+        (*ev).gid = (uid_gid >> 32) as u32;
+        (*ev).ppid = 0;
+        (*ev).flags = 0;
+        (*ev).cgroup_id = bpf_get_current_cgroup_id();
+        (*ev).start_boot_ns = 0;
+        (*ev).family = if v6 { AF_INET6 as u16 } else { AF_INET as u16 };
+        (*ev).dport = IMDS_PORT;
+        (*ev).argv_len = 0;
+        (*ev).daddr = daddr;
+        (*ev).comm = bpf_get_current_comm().unwrap_or([0u8; COMM_LEN]);
+        (*ev).exe_depth = 0;
+        (*ev)._pad2 = 0;
+        (*ev).argv[0] = 0;
+        read_task(ev);
+    }
+    entry.submit(0);
+}
+
+/// Reads a kernel pointer-sized value at `base + off`; 0 on failure.
+#[inline(always)]
+unsafe fn kread_u64(base: u64, off: u32) -> u64 {
+    let mut v: u64 = 0;
+    let r = unsafe {
+        bpf_probe_read_kernel(
+            (&raw mut v).cast(),
+            8,
+            (base + u64::from(off)) as *const core::ffi::c_void,
+        )
+    };
+    if r == 0 { v } else { 0 }
+}
+
+#[inline(always)]
+unsafe fn kread_u32(base: u64, off: u32) -> u32 {
+    let mut v: u32 = 0;
+    let r = unsafe {
+        bpf_probe_read_kernel(
+            (&raw mut v).cast(),
+            4,
+            (base + u64::from(off)) as *const core::ffi::c_void,
+        )
+    };
+    if r == 0 { v } else { 0 }
+}
+
+/// Fills the parts of a connect record that need kernel struct offsets.
+#[inline(always)]
+unsafe fn read_task(ev: *mut ConnectEvent) {
+    // SAFETY: OFFSETS is a read-only global the loader fills in; volatile so the compiler
+    // does not fold the all-zero initial value.
+    let off: KernelOffsets = unsafe { core::ptr::read_volatile(&raw const OFFSETS) };
+    if off.valid == 0 {
+        return;
+    }
+    // SAFETY: all kernel memory is read through bpf_probe_read_kernel, which tolerates bad
+    // pointers; user memory through bpf_probe_read_user.
+    unsafe {
+        let task = bpf_get_current_task();
+        if task == 0 {
+            return;
+        }
+        let leader = kread_u64(task, off.task_group_leader);
+        let parent = kread_u64(task, off.task_real_parent);
+        if leader != 0 && parent != 0 {
+            (*ev).ppid = kread_u32(parent, off.task_tgid);
+            (*ev).start_boot_ns = kread_u64(leader, off.task_start_boottime);
+            let mut comm = [0u8; COMM_LEN];
+            if bpf_probe_read_kernel(
+                comm.as_mut_ptr().cast(),
+                COMM_LEN as u32,
+                (leader + u64::from(off.task_comm)) as *const core::ffi::c_void,
+            ) == 0
+            {
+                (*ev).comm = comm;
+            }
+            (*ev).flags |= connect_flags::TASK_OK;
+        }
+
+        let mm = kread_u64(task, off.task_mm);
+        if mm == 0 {
+            return; // kernel thread
+        }
+        let arg_start = kread_u64(mm, off.mm_arg_start);
+        let arg_end = kread_u64(mm, off.mm_arg_end);
+        if arg_end > arg_start {
+            let mut len = arg_end - arg_start;
+            if len > (ARGV_LEN - 1) as u64 {
+                len = (ARGV_LEN - 1) as u64;
+                (*ev).flags |= connect_flags::ARGV_TRUNCATED;
+            }
+            let len = (len as u32) & (ARGV_LEN as u32 - 1);
+            if bpf_probe_read_user(
+                (*ev).argv.as_mut_ptr().cast(),
+                len,
+                arg_start as *const core::ffi::c_void,
+            ) == 0
+            {
+                (*ev).argv_len = len;
+                (*ev).flags |= connect_flags::ARGV_OK;
+            }
+        }
+
+        let exe_file = kread_u64(mm, off.mm_exe_file);
+        if exe_file == 0 {
+            return;
+        }
+        let mut dentry = kread_u64(exe_file, off.file_f_path_dentry);
+        let mut depth: u32 = 0;
+        let mut i = 0;
+        while i < EXE_DEPTH {
+            if dentry == 0 {
+                break;
+            }
+            let parent = kread_u64(dentry, off.dentry_d_parent);
+            if parent == dentry || parent == 0 {
+                // Reached the filesystem root: its name ("/") is not a component.
+                (*ev).flags |= connect_flags::EXE_OK;
+                break;
+            }
+            let name = kread_u64(dentry, off.dentry_d_name_name);
+            let slot = (*ev).exe[i].as_mut_ptr();
+            if bpf_probe_read_kernel_str(
+                slot.cast(),
+                EXE_COMPONENT_LEN as u32,
+                name as *const core::ffi::c_void,
+            ) < 0
+            {
+                *slot = 0;
+            }
+            depth += 1;
+            dentry = parent;
+            i += 1;
+        }
+        (*ev).exe_depth = depth;
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// packet hooks
+
+#[cgroup_skb(egress)]
+pub fn imds_egress(ctx: SkBuffContext) -> i32 {
+    on_packet(&ctx, direction::EGRESS);
+    ALLOW
+}
+
+#[cgroup_skb(ingress)]
+pub fn imds_ingress(ctx: SkBuffContext) -> i32 {
+    on_packet(&ctx, direction::INGRESS);
+    ALLOW
+}
+
+/// Baseline for the benchmark: what an attached cgroup_skb program costs doing nothing.
+#[cgroup_skb]
+pub fn noop_skb(_ctx: SkBuffContext) -> i32 {
+    ALLOW
+}
+
+#[inline(always)]
+fn on_packet(ctx: &SkBuffContext, dir: u8) {
+    let skb: *mut __sk_buff = ctx.skb.skb;
+    // The fast path: is the socket's peer IMDS:80? Two context loads for everything else.
+    // SAFETY: context field reads (4 bytes each).
+    let port = unsafe { (*skb).remote_port };
+    if port != SKB_PORT_NET && port != PORT_NET {
+        return;
+    }
+    let family = unsafe { (*skb).family };
+    if family == AF_INET {
+        if unsafe { (*skb).remote_ip4 } != V4_NET {
+            return;
+        }
+    } else if family == AF_INET6 {
+        let w = unsafe {
+            [
+                (*skb).remote_ip6[0],
+                (*skb).remote_ip6[1],
+                (*skb).remote_ip6[2],
+                (*skb).remote_ip6[3],
+            ]
+        };
+        if !is_imds_v6(w) {
+            return;
+        }
+    } else {
+        return;
+    }
+    count(counter::IMDS_PACKETS);
+    if capture(ctx, dir).is_err() {
+        count(counter::UNPARSED_PACKETS);
+    }
+}
+
+#[inline(always)]
+fn load<const N: usize>(ctx: &SkBuffContext, offset: u32, buf: &mut [u8; N]) -> Result<(), ()> {
+    // SAFETY: writes exactly N bytes into `buf`.
+    let r = unsafe {
+        bpf_skb_load_bytes(
+            ctx.skb.skb as *const _,
+            offset,
+            buf.as_mut_ptr().cast(),
+            N as u32,
+        )
+    };
+    if r == 0 { Ok(()) } else { Err(()) }
+}
+
+/// Copies the TCP payload of an IMDS packet into the ring buffer.
+#[inline(always)]
+fn capture(ctx: &SkBuffContext, dir: u8) -> Result<(), ()> {
+    let skb_len = ctx.skb.len();
+    // cgroup_skb programs see the packet from the network header on, both directions.
+    let mut first = [0u8; 1];
+    load(ctx, 0, &mut first)?;
+    let ip_version = first[0] >> 4;
+    let l3_len: u32 = if ip_version == 4 {
+        let mut ip = [0u8; 20];
+        load(ctx, 0, &mut ip)?;
+        if ip[9] != IPPROTO_TCP {
+            return Err(());
+        }
+        u32::from(ip[0] & 0x0f) * 4
+    } else if ip_version == 6 {
+        let mut ip = [0u8; 40];
+        load(ctx, 0, &mut ip)?;
+        if ip[6] != IPPROTO_TCP {
+            return Err(()); // extension headers: not used by IMDS clients
+        }
+        40
+    } else {
+        return Err(());
+    };
+    let mut tcp = [0u8; 20];
+    load(ctx, l3_len, &mut tcp)?;
+    let seq = u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]);
+    let tcp_len = u32::from(tcp[12] >> 4) * 4;
+    let tcp_flags = tcp[13];
+    let payload_off = l3_len + tcp_len;
+    let payload_len = skb_len.saturating_sub(payload_off);
+    // SYN, FIN, RST carry meaning without payload; pure ACKs are dropped here.
+    if payload_len == 0 && tcp_flags & 0x07 == 0 {
+        return Ok(());
+    }
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.skb.skb.cast()) };
+    let now = unsafe { bpf_ktime_get_boot_ns() };
+
+    let mut i: u32 = 0;
+    loop {
+        let offset = i * CHUNK_LEN as u32;
+        // One record even for an empty payload, so flags reach user space.
+        if i > 0 && offset >= payload_len {
+            break;
+        }
+        if i >= MAX_CHUNKS {
+            break;
+        }
+        let Some(mut entry) = EVENTS.reserve::<SegmentEvent>(0) else {
+            count(counter::RINGBUF_FULL);
+            return Ok(());
+        };
+        let ev = entry.as_mut_ptr();
+        let remaining = payload_len.saturating_sub(offset);
+        let mut n = remaining;
+        if n > CHUNK_LEN as u32 {
+            n = CHUNK_LEN as u32;
+        }
+        let mut flags = 0u8;
+        if i + 1 == MAX_CHUNKS && remaining > CHUNK_LEN as u32 {
+            flags |= segment_flags::TRUNCATED;
+        }
+        // SAFETY: `ev` is a reserved record of the right size; all fields written.
+        unsafe {
+            (*ev).header = EventHeader {
+                kind: kind::SEGMENT,
+                _pad: 0,
+                boot_ns: now,
+                cookie,
+            };
+            (*ev).seq = seq;
+            (*ev).payload_len = payload_len;
+            (*ev).offset = offset;
+            (*ev).direction = dir;
+            (*ev).tcp_flags = tcp_flags;
+            (*ev).ip_version = ip_version;
+            (*ev)._pad = [0; 6];
+            if n > 0 {
+                // Hide n's range from LLVM so the mask below survives into the object:
+                // the verifier needs to see len in [1, CHUNK_LEN] at the call.
+                let n = core::ptr::read_volatile(&raw const n);
+                let len = ((n.wrapping_sub(1)) & (CHUNK_LEN as u32 - 1)) + 1;
+                let r = bpf_skb_load_bytes(
+                    ctx.skb.skb as *const _,
+                    payload_off + offset,
+                    (*ev).data.as_mut_ptr().cast(),
+                    len,
+                );
+                if r != 0 {
+                    flags |= segment_flags::LOAD_FAILED;
+                    (*ev).len = 0;
+                } else {
+                    (*ev).len = len as u16;
+                }
+            } else {
+                (*ev).len = 0;
+            }
+            (*ev).flags = flags;
+        }
+        entry.submit(0);
+        i += 1;
+    }
+    Ok(())
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

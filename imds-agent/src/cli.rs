@@ -1,0 +1,100 @@
+//! Command-line interface.
+
+use std::{path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand};
+
+/// Finds every process still calling the EC2 instance metadata service (IMDS) without a
+/// token (IMDSv1), and says which program it is.
+///
+/// imds-agent attaches eBPF programs to a cgroup v2 subtree (the whole host by default),
+/// watches TCP connections to 169.254.169.254:80 and [fd00:ec2::254]:80, classifies every
+/// HTTP request on them as IMDSv1 (tokenless) or IMDSv2, and reports who made it. It only
+/// observes: no packet is ever dropped or changed. Needs root (or CAP_BPF, CAP_PERFMON,
+/// CAP_NET_ADMIN and CAP_SYS_ADMIN) and Linux >= 5.8 with BTF and cgroup v2.
+#[derive(Debug, Parser)]
+#[command(name = "imds-agent", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log level for the human log on stderr (error, warn, info, debug, trace), or a
+    /// tracing filter such as `imds_agent=debug`.
+    #[arg(long, global = true, env = "IMDS_AGENT_LOG", default_value = "info")]
+    pub log_level: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Observe IMDS traffic and write one JSON object per request (JSON lines).
+    ///
+    /// Each line describes one HTTP request to IMDS: its version (v1/v2), method, path,
+    /// response status, and the process that made it (pid, parent, executable, redacted
+    /// command line, user, cgroup). Token values never appear. Human logs go to stderr.
+    /// Stop with Ctrl-C or SIGTERM: pending requests are flushed and the programs detached.
+    Run(RunArgs),
+    /// Measure the egress program's cost per non-IMDS packet against an empty program
+    /// (used by `cargo xtask bench`).
+    #[command(hide = true)]
+    BenchSkb(crate::bench::BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Observe only this cgroup v2 subtree: a directory in the cgroup2 filesystem, either
+    /// absolute (/sys/fs/cgroup/system.slice) or relative to the cgroup2 mount
+    /// (system.slice). Default: the whole host (the cgroup2 root).
+    #[arg(long, value_name = "PATH")]
+    pub cgroup: Option<PathBuf>,
+    /// Write JSON lines to FILE (appended) instead of stdout.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Report a request as unanswered after this many seconds without a response.
+    #[arg(long, value_name = "SECONDS", default_value = "5", value_parser = parse_secs)]
+    pub response_timeout: Duration,
+    /// Size of the kernel→user ring buffer in MiB (a power of two).
+    #[arg(long, value_name = "MiB", default_value_t = 8, value_parser = parse_ring_mib)]
+    pub ring_buffer_mib: u32,
+}
+
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    if !(0.1..=3600.0).contains(&v) {
+        return Err(format!("{v} s is out of range (0.1 to 3600)"));
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+fn parse_ring_mib(s: &str) -> Result<u32, String> {
+    let v: u32 = s.parse().map_err(|_| format!("`{s}` is not a whole number"))?;
+    if !v.is_power_of_two() || !(1..=1024).contains(&v) {
+        return Err(format!("{v} MiB: must be a power of two from 1 to 1024"));
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_flags_and_rejects_bad_values() {
+        let cli = Cli::try_parse_from(["imds-agent", "run", "--cgroup", "x", "-o", "f"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let Command::Run(r) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(r.cgroup, Some(PathBuf::from("x")));
+        assert_eq!(r.response_timeout, Duration::from_secs(5));
+        assert_eq!(r.ring_buffer_mib, 8);
+        for bad in [
+            vec!["imds-agent", "run", "--ring-buffer-mib", "3"],
+            vec!["imds-agent", "run", "--response-timeout", "-1"],
+            vec!["imds-agent", "run", "--bogus"],
+            vec!["imds-agent"],
+        ] {
+            assert!(Cli::try_parse_from(&bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}

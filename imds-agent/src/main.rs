@@ -1,0 +1,27 @@
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use imds_agent::{bench, cli, run};
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let result = match cli.command {
+        cli::Command::Run(args) => run::run(args),
+        cli::Command::BenchSkb(args) => bench::bench_skb(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // One line: what is wrong and, where we know it, what to do.
+            eprintln!("imds-agent: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

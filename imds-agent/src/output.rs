@@ -1,0 +1,171 @@
+//! What one reported request looks like, as a JSON object with OpenTelemetry attribute
+//! names, and the JSON-lines sink. The schema is documented in the README; keep both in step.
+
+use std::{
+    io::{self, Write},
+    net::IpAddr,
+};
+
+use serde_json::{Map, Value, json};
+
+use crate::{
+    classify::{Exchange, RequestRecord},
+    process,
+};
+
+/// Who connected. Holds the command line unredacted (memory only); redaction happens when
+/// the JSON is built, with the secrets the request itself carried.
+#[derive(Clone, Debug)]
+pub struct Attribution {
+    pub pid: u32,
+    pub tid: u32,
+    pub ppid: Option<u32>,
+    pub executable_name: String,
+    pub executable_path: Option<String>,
+    pub args: Vec<String>,
+    pub uid: u32,
+    pub gid: u32,
+    pub owner: Option<String>,
+    pub cgroup_id: u64,
+    pub cgroup_path: Option<String>,
+}
+
+/// About the connection a request travelled on.
+#[derive(Clone, Debug)]
+pub struct ConnMeta {
+    /// Agent-local connection number (same for requests on one TCP connection).
+    pub id: u64,
+    pub server: IpAddr,
+    /// Wall-clock ns of the latest request bytes seen (or the connect).
+    pub time_ns: i128,
+}
+
+/// One finished request, ready for the sinks.
+#[derive(Debug)]
+pub struct Report {
+    pub exchange: Exchange,
+    pub meta: ConnMeta,
+    pub attribution: Option<Attribution>,
+}
+
+/// The port IMDS listens on.
+const SERVER_PORT: u16 = 80;
+
+impl Report {
+    /// The JSON object for this request.
+    pub fn to_json(&self) -> Value {
+        let Self {
+            exchange,
+            meta,
+            attribution,
+        } = self;
+        let mut m = Map::new();
+        m.insert("time".into(), json!(rfc3339(meta.time_ns)));
+        let mut secrets: Vec<&str> = Vec::new();
+        match &exchange.request {
+            RequestRecord::Http(req) => {
+                if let Some(token) = &req.token {
+                    secrets.push(token.expose());
+                }
+                m.insert("imds.version".into(), json!(req.version.map(|v| v.as_str())));
+                m.insert("imds.cloud".into(), json!(req.cloud.as_str()));
+                m.insert("imds.request.kind".into(), json!(req.kind.as_str()));
+                m.insert("http.request.method".into(), json!(req.method));
+                m.insert(
+                    "url.path".into(),
+                    json!(process::redact_text(&req.path, &secrets)),
+                );
+                if let Some(ua) = &req.user_agent {
+                    m.insert(
+                        "user_agent.original".into(),
+                        json!(process::redact_text(ua, &secrets)),
+                    );
+                }
+                if req.has_forwarded_for {
+                    m.insert("imds.forwarded".into(), json!(true));
+                }
+            }
+            RequestRecord::Unparsed(u) => {
+                m.insert("imds.version".into(), Value::Null);
+                m.insert("imds.cloud".into(), json!("unknown"));
+                m.insert("imds.unparsed".into(), json!(true));
+                m.insert("imds.unparsed.reason".into(), json!(u.reason));
+                m.insert("imds.unparsed.bytes".into(), json!(u.bytes));
+            }
+        }
+        match &exchange.response {
+            Some(r) => {
+                m.insert("http.response.status_code".into(), json!(r.status));
+            }
+            None => {
+                m.insert("imds.unanswered".into(), json!(true));
+            }
+        }
+        m.insert("server.address".into(), json!(meta.server.to_string()));
+        m.insert("server.port".into(), json!(SERVER_PORT));
+        m.insert(
+            "network.type".into(),
+            json!(if meta.server.is_ipv4() { "ipv4" } else { "ipv6" }),
+        );
+        m.insert("imds.connection.id".into(), json!(meta.id));
+        match attribution {
+            Some(a) => {
+                let args = process::redact_args(&a.args, &secrets);
+                m.insert("process.pid".into(), json!(a.pid));
+                m.insert("thread.id".into(), json!(a.tid));
+                m.insert("process.parent_pid".into(), json!(a.ppid));
+                m.insert("process.executable.name".into(), json!(a.executable_name));
+                m.insert("process.executable.path".into(), json!(a.executable_path));
+                m.insert(
+                    "process.command_line".into(),
+                    json!(process::join_command_line(&args)),
+                );
+                m.insert("process.command_args".into(), json!(args));
+                m.insert("process.owner".into(), json!(a.owner));
+                m.insert("process.user.id".into(), json!(a.uid));
+                m.insert("process.group.id".into(), json!(a.gid));
+                m.insert("cgroup.id".into(), json!(a.cgroup_id));
+                m.insert("cgroup.path".into(), json!(a.cgroup_path));
+            }
+            None => {
+                m.insert("imds.attribution".into(), json!("unknown"));
+            }
+        }
+        Value::Object(m)
+    }
+}
+
+fn rfc3339(wall_ns: i128) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(wall_ns)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+/// Writes one JSON object per line.
+pub struct JsonLines<W: Write> {
+    out: W,
+    written: u64,
+}
+
+impl<W: Write> JsonLines<W> {
+    pub fn new(out: W) -> Self {
+        Self { out, written: 0 }
+    }
+
+    pub fn write(&mut self, report: &Report) -> io::Result<()> {
+        serde_json::to_writer(&mut self.out, &report.to_json())?;
+        self.out.write_all(b"\n")?;
+        self.written += 1;
+        Ok(())
+    }
+
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+
+    /// Lines written so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+}

@@ -1,0 +1,363 @@
+//! From kernel records to reported requests: keeps one [`Connection`] per socket cookie,
+//! feeds it the captured bytes, attaches who connected, and hands finished exchanges to the
+//! sinks. Everything here is synchronous and driven by the caller (the run loop or tests).
+
+use std::{
+    collections::HashMap,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    time::{Duration, Instant},
+};
+
+use imds_agent_common::{
+    CHUNK_LEN, ConnectEvent, IMDS_V4, IMDS_V6, SegmentEvent, connect_flags, direction,
+    segment_flags,
+};
+
+use crate::{
+    classify::{Connection, Direction, Exchange},
+    kernel::events::Record,
+    output::{Attribution, ConnMeta, Report},
+    process::{self, CgroupResolver, UserNames},
+};
+
+const TCP_FIN: u8 = 0x01;
+const TCP_SYN: u8 = 0x02;
+const TCP_RST: u8 = 0x04;
+
+/// Tunables of the [`Tracker`].
+#[derive(Clone, Debug)]
+pub struct TrackerConfig {
+    /// A request with no response after this much silence on its connection is reported
+    /// as unanswered.
+    pub response_timeout: Duration,
+    /// A connection silent this long is forgotten entirely.
+    pub forget_after: Duration,
+    /// Most connections tracked at once; the least recently active is flushed beyond it.
+    pub max_connections: usize,
+}
+
+impl Default for TrackerConfig {
+    fn default() -> Self {
+        Self {
+            response_timeout: Duration::from_secs(5),
+            forget_after: Duration::from_secs(300),
+            max_connections: 16_384,
+        }
+    }
+}
+
+struct ConnState {
+    meta: ConnMeta,
+    conn: Connection,
+    attribution: Option<Attribution>,
+    last_seen: Instant,
+    /// Something arrived since the last idle flush.
+    active: bool,
+}
+
+/// Per-connection state for every IMDS connection in flight.
+pub struct Tracker {
+    cfg: TrackerConfig,
+    conns: HashMap<u64, ConnState>,
+    next_id: u64,
+    users: UserNames,
+    cgroups: CgroupResolver,
+    clock: WallClock,
+}
+
+impl Tracker {
+    pub fn new(cfg: TrackerConfig, cgroups: CgroupResolver) -> Self {
+        Self {
+            cfg,
+            conns: HashMap::new(),
+            next_id: 1,
+            users: UserNames::new(),
+            cgroups,
+            clock: WallClock::new(),
+        }
+    }
+
+    /// Connections currently tracked.
+    pub fn len(&self) -> usize {
+        self.conns.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.conns.is_empty()
+    }
+
+    /// Handles one kernel record; finished requests are pushed to `out`.
+    pub fn on_record(&mut self, record: Record, now: Instant, out: &mut Vec<Report>) {
+        match record {
+            Record::Connect(ev) => self.on_connect(&ev, now, out),
+            Record::Segment(ev) => self.on_segment(&ev, now, out),
+        }
+    }
+
+    fn on_connect(&mut self, ev: &ConnectEvent, now: Instant, out: &mut Vec<Report>) {
+        let cookie = ev.header.cookie;
+        // A cookie is never reused while the kernel runs, but a stale entry from a lost
+        // close would otherwise mislabel: flush it.
+        if let Some(mut old) = self.conns.remove(&cookie) {
+            flush(&mut old, out, &self.clock);
+        }
+        let attribution = self.attribute(ev);
+        let meta = ConnMeta {
+            id: self.next_id,
+            server: server_addr(ev),
+            time_ns: self.clock.wall_ns(ev.header.boot_ns),
+        };
+        self.next_id += 1;
+        self.insert(cookie, meta, Some(attribution), now, out);
+    }
+
+    fn insert(
+        &mut self,
+        cookie: u64,
+        meta: ConnMeta,
+        attribution: Option<Attribution>,
+        now: Instant,
+        out: &mut Vec<Report>,
+    ) {
+        if self.conns.len() >= self.cfg.max_connections
+            && let Some(oldest) = self
+                .conns
+                .iter()
+                .min_by_key(|(_, c)| c.last_seen)
+                .map(|(k, _)| *k)
+            && let Some(mut old) = self.conns.remove(&oldest)
+        {
+            tracing::warn!(
+                "tracking {} IMDS connections; flushing the least recently active",
+                self.cfg.max_connections
+            );
+            flush(&mut old, out, &self.clock);
+        }
+        self.conns.insert(
+            cookie,
+            ConnState {
+                meta,
+                conn: Connection::new(),
+                attribution,
+                last_seen: now,
+                active: false,
+            },
+        );
+    }
+
+    fn on_segment(&mut self, ev: &SegmentEvent, now: Instant, out: &mut Vec<Report>) {
+        let cookie = ev.header.cookie;
+        if !self.conns.contains_key(&cookie) {
+            // Connected before the agent started (or the connect record was lost): the
+            // bytes still count, attribution is unknown.
+            let meta = ConnMeta {
+                id: self.next_id,
+                server: if ev.ip_version == 6 {
+                    IpAddr::V6(Ipv6Addr::from(IMDS_V6))
+                } else {
+                    IpAddr::V4(Ipv4Addr::from(IMDS_V4))
+                },
+                time_ns: self.clock.wall_ns(ev.header.boot_ns),
+            };
+            self.next_id += 1;
+            self.insert(cookie, meta, None, now, out);
+        }
+        let Some(state) = self.conns.get_mut(&cookie) else {
+            return;
+        };
+        state.last_seen = now;
+        state.active = true;
+        let dir = if ev.direction == direction::EGRESS {
+            Direction::Request
+        } else {
+            Direction::Response
+        };
+        let syn = ev.tcp_flags & TCP_SYN != 0;
+        if syn && ev.offset == 0 {
+            state.conn.on_syn(dir, ev.seq);
+        }
+        // Data in a SYN (TCP fast open) starts one past the ISN.
+        let base = ev.seq.wrapping_add(u32::from(syn));
+        let start = base.wrapping_add(ev.offset);
+        let len = usize::from(ev.len).min(CHUNK_LEN);
+        if len > 0 {
+            if dir == Direction::Request {
+                state.meta.time_ns = self.clock.wall_ns(ev.header.boot_ns);
+            }
+            state.conn.on_data(dir, start, &ev.data[..len]);
+        }
+        if ev.flags & segment_flags::LOAD_FAILED != 0 {
+            let missing = ev.payload_len.saturating_sub(ev.offset).min(CHUNK_LEN as u32);
+            state.conn.on_gap(dir, start, missing);
+        }
+        let covered = ev.offset.saturating_add(u32::from(ev.len));
+        if ev.flags & segment_flags::TRUNCATED != 0 {
+            state
+                .conn
+                .on_gap(dir, base.wrapping_add(covered), ev.payload_len - covered.min(ev.payload_len));
+        }
+        let last_chunk = ev.flags & segment_flags::TRUNCATED != 0
+            || ev.offset.saturating_add(CHUNK_LEN as u32) >= ev.payload_len;
+        if last_chunk {
+            if ev.tcp_flags & TCP_RST != 0 {
+                state.conn.on_close(Direction::Request);
+                state.conn.on_close(Direction::Response);
+            } else if ev.tcp_flags & TCP_FIN != 0 {
+                state.conn.on_close(dir);
+            }
+        }
+        for exchange in state.conn.take_ready() {
+            out.push(report(state, exchange, &self.clock));
+        }
+        if state.conn.is_closed()
+            && let Some(mut state) = self.conns.remove(&cookie)
+        {
+            flush(&mut state, out, &self.clock);
+        }
+    }
+
+    /// Reports requests left unanswered past the response timeout and forgets silent
+    /// connections. Call about once a second.
+    pub fn tick(&mut self, now: Instant, out: &mut Vec<Report>) {
+        let mut forget = Vec::new();
+        for (cookie, state) in &mut self.conns {
+            let idle = now.saturating_duration_since(state.last_seen);
+            if state.active && idle >= self.cfg.response_timeout {
+                flush(state, out, &self.clock);
+                state.conn = Connection::new();
+                state.active = false;
+            }
+            if idle >= self.cfg.forget_after {
+                forget.push(*cookie);
+            }
+        }
+        for cookie in forget {
+            if let Some(mut state) = self.conns.remove(&cookie) {
+                flush(&mut state, out, &self.clock);
+            }
+        }
+    }
+
+    /// Reports everything still pending (shutdown).
+    pub fn flush_all(&mut self, out: &mut Vec<Report>) {
+        for (_, mut state) in self.conns.drain() {
+            flush(&mut state, out, &self.clock);
+        }
+    }
+
+    /// Who connected, from the connect record, topped up from /proc where the kernel could
+    /// not read something.
+    fn attribute(&mut self, ev: &ConnectEvent) -> Attribution {
+        let flags = ev.flags;
+        let need_proc = flags & connect_flags::TASK_OK == 0
+            || flags & connect_flags::ARGV_OK == 0
+            || flags & connect_flags::EXE_OK == 0;
+        let snap = if need_proc {
+            process::proc_snapshot(ev.tgid)
+        } else {
+            None
+        };
+        let kernel_start = (flags & connect_flags::TASK_OK != 0).then_some(ev.start_boot_ns);
+        // A /proc snapshot of a reused pid must not be used.
+        let snap = snap.filter(|s| kernel_start.is_none_or(|k| s.start_boot_ns.abs_diff(k) < 20_000_000));
+        let args = if flags & connect_flags::ARGV_OK != 0 {
+            let n = (ev.argv_len as usize).min(ev.argv.len());
+            process::argv_from_block(&ev.argv[..n], flags & connect_flags::ARGV_TRUNCATED != 0)
+        } else {
+            snap.as_ref().map(|s| s.args.clone()).unwrap_or_default()
+        };
+        let exe_path = if flags & connect_flags::EXE_OK != 0 {
+            let depth = (ev.exe_depth as usize).min(ev.exe.len());
+            let parts: Vec<&[u8]> = ev.exe[..depth].iter().map(|c| c.as_slice()).collect();
+            process::exe_path_from_components(&parts)
+        } else {
+            snap.as_ref().and_then(|s| s.exe.clone())
+        };
+        let ppid = if flags & connect_flags::TASK_OK != 0 {
+            Some(ev.ppid)
+        } else {
+            snap.as_ref().map(|s| s.ppid)
+        };
+        let comm = cstr(&ev.comm);
+        Attribution {
+            pid: ev.tgid,
+            tid: ev.pid,
+            ppid,
+            executable_name: comm,
+            executable_path: exe_path,
+            args,
+            uid: ev.uid,
+            gid: ev.gid,
+            owner: self.users.name(ev.uid),
+            cgroup_id: ev.cgroup_id,
+            cgroup_path: self.cgroups.resolve(ev.cgroup_id),
+        }
+    }
+}
+
+fn flush(state: &mut ConnState, out: &mut Vec<Report>, clock: &WallClock) {
+    for exchange in state.conn.take_ready() {
+        out.push(report(state, exchange, clock));
+    }
+    for exchange in state.conn.finish() {
+        out.push(report(state, exchange, clock));
+    }
+}
+
+fn report(state: &ConnState, exchange: Exchange, _clock: &WallClock) -> Report {
+    Report {
+        exchange,
+        meta: state.meta.clone(),
+        attribution: state.attribution.clone(),
+    }
+}
+
+fn server_addr(ev: &ConnectEvent) -> IpAddr {
+    if ev.family == libc::AF_INET as u16 {
+        let mut a = [0u8; 4];
+        a.copy_from_slice(&ev.daddr[..4]);
+        IpAddr::V4(Ipv4Addr::from(a))
+    } else {
+        let v6 = Ipv6Addr::from(ev.daddr);
+        // ::ffff:169.254.169.254 is the IPv4 endpoint; the wire is IPv4.
+        match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(v6),
+        }
+    }
+}
+
+fn cstr(b: &[u8]) -> String {
+    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+    String::from_utf8_lossy(&b[..end]).into_owned()
+}
+
+/// Converts kernel boot-time stamps to wall-clock time.
+struct WallClock {
+    /// realtime - boottime, in ns, measured at start.
+    offset_ns: i128,
+}
+
+impl WallClock {
+    fn new() -> Self {
+        let real = clock_ns(libc::CLOCK_REALTIME);
+        let boot = clock_ns(libc::CLOCK_BOOTTIME);
+        Self {
+            offset_ns: real - boot,
+        }
+    }
+
+    fn wall_ns(&self, boot_ns: u64) -> i128 {
+        i128::from(boot_ns) + self.offset_ns
+    }
+}
+
+fn clock_ns(clock: libc::clockid_t) -> i128 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid pointer to a timespec.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
+}

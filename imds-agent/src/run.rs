@@ -1,0 +1,144 @@
+//! `imds-agent run`: load, attach, then move records from the ring buffer through the
+//! [`Tracker`] to the sink until SIGINT/SIGTERM.
+
+use std::{
+    fs::OpenOptions,
+    io::{self, BufWriter, Write},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result};
+use aya::maps::{MapData, RingBuf};
+use tokio::{
+    io::unix::AsyncFd,
+    signal::unix::{SignalKind, signal},
+};
+
+use crate::{
+    cli::RunArgs,
+    kernel::{self, Probes, events},
+    output::{JsonLines, Report},
+    pipeline::{Tracker, TrackerConfig},
+    preflight, process,
+};
+
+/// How often idle connections are checked and kernel counters read.
+const TICK: Duration = Duration::from_millis(500);
+
+pub fn run(args: RunArgs) -> Result<()> {
+    preflight::check_privileges()?;
+    let root = process::cgroup2_mount()?;
+    let cgroup = preflight::resolve_cgroup(&root, args.cgroup.as_deref())?;
+    let sink: Box<dyn Write> = match &args.output {
+        Some(path) => Box::new(
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("--output {}: cannot open for writing", path.display()))?,
+        ),
+        None => Box::new(io::stdout().lock()),
+    };
+    let offsets = match kernel::offsets::from_running_kernel() {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::warn!(
+                "{e}; parent pid, argv and executable path will be read from /proc, and may be missing for processes that exit quickly"
+            );
+            imds_agent_common::KernelOffsets::ZERO
+        }
+    };
+    let mut probes = Probes::attach(&cgroup, offsets, args.ring_buffer_mib << 20)?;
+    let ring = probes.take_events()?;
+    let counters = probes.take_counters()?;
+    let tracker = Tracker::new(
+        TrackerConfig {
+            response_timeout: args.response_timeout,
+            ..TrackerConfig::default()
+        },
+        process::CgroupResolver::new(root.clone()),
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let mut sink = JsonLines::new(BufWriter::new(sink));
+    tracing::info!(
+        "imds-agent ready: observing cgroup {} (IMDS 169.254.169.254:80, [fd00:ec2::254]:80)",
+        cgroup.display()
+    );
+    let result = rt.block_on(event_loop(ring, tracker, &mut sink, &counters));
+    let flushed = sink.flush().context("flushing output");
+    let c = counters.read();
+    tracing::info!(
+        "stopped: {} requests reported, {} connects and {} IMDS packets seen, {} records lost (ring buffer full)",
+        sink.written(),
+        c.connects,
+        c.imds_packets,
+        c.ringbuf_full
+    );
+    // Dropping the probes detaches the programs.
+    drop(probes);
+    result.and(flushed)
+}
+
+async fn event_loop<W: Write>(
+    ring: RingBuf<MapData>,
+    mut tracker: Tracker,
+    sink: &mut JsonLines<W>,
+    counters: &kernel::Counters,
+) -> Result<()> {
+    // SAFETY: the ring buffer owns its fd, which stays open for as long as the AsyncFd
+    // holds it.
+    let mut ring = unsafe { AsyncFd::register(ring) }
+        .map_err(|e| anyhow::anyhow!("polling the ring buffer: {e}"))?;
+    let mut sigterm = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    let mut tick = tokio::time::interval(TICK);
+    let mut out: Vec<Report> = Vec::new();
+    let mut lost_reported = 0u64;
+    loop {
+        tokio::select! {
+            guard = ring.readable_mut() => {
+                let mut guard = guard.context("waiting on the ring buffer")?;
+                drain(guard.get_inner_mut(), &mut tracker, &mut out);
+                guard.clear_ready();
+            }
+            _ = tick.tick() => {
+                tracker.tick(Instant::now(), &mut out);
+                let lost = counters.read().ringbuf_full;
+                if lost > lost_reported {
+                    tracing::warn!("{} records lost: ring buffer full (raise --ring-buffer-mib)", lost - lost_reported);
+                    lost_reported = lost;
+                }
+            }
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break,
+        }
+        write_all(sink, &mut out)?;
+    }
+    // Whatever the kernel wrote before we stopped, then everything still pending.
+    drain(ring.get_mut(), &mut tracker, &mut out);
+    tracker.flush_all(&mut out);
+    write_all(sink, &mut out)
+}
+
+fn drain(ring: &mut RingBuf<MapData>, tracker: &mut Tracker, out: &mut Vec<Report>) {
+    let now = Instant::now();
+    while let Some(item) = ring.next() {
+        match events::decode(&item) {
+            Ok(record) => tracker.on_record(record, now, out),
+            Err(e) => tracing::warn!("dropping a malformed kernel record: {e}"),
+        }
+    }
+}
+
+fn write_all<W: Write>(sink: &mut JsonLines<W>, out: &mut Vec<Report>) -> Result<()> {
+    if out.is_empty() {
+        return Ok(());
+    }
+    for report in out.drain(..) {
+        sink.write(&report).context("writing output")?;
+    }
+    sink.flush().context("flushing output")
+}
