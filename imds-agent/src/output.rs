@@ -10,25 +10,8 @@ use serde_json::{Map, Value, json};
 
 use crate::{
     classify::{Exchange, RequestRecord},
-    process,
+    process::{self, ProcessInfo},
 };
-
-/// Who connected. Holds the command line unredacted (memory only); redaction happens when
-/// the JSON is built, with the secrets the request itself carried.
-#[derive(Clone, Debug)]
-pub struct Attribution {
-    pub pid: u32,
-    pub tid: u32,
-    pub ppid: Option<u32>,
-    pub executable_name: String,
-    pub executable_path: Option<String>,
-    pub args: Vec<String>,
-    pub uid: u32,
-    pub gid: u32,
-    pub owner: Option<String>,
-    pub cgroup_id: u64,
-    pub cgroup_path: Option<String>,
-}
 
 /// About the connection a request travelled on.
 #[derive(Clone, Debug)]
@@ -45,7 +28,9 @@ pub struct ConnMeta {
 pub struct Report {
     pub exchange: Exchange,
     pub meta: ConnMeta,
-    pub attribution: Option<Attribution>,
+    pub attribution: Option<ProcessInfo>,
+    /// Response bytes were lost, so a missing response proves nothing.
+    pub response_lost: bool,
 }
 
 /// The port IMDS listens on.
@@ -58,6 +43,7 @@ impl Report {
             exchange,
             meta,
             attribution,
+            response_lost,
         } = self;
         let mut m = Map::new();
         m.insert("time".into(), json!(rfc3339(meta.time_ns)));
@@ -97,6 +83,9 @@ impl Report {
             Some(r) => {
                 m.insert("http.response.status_code".into(), json!(r.status));
             }
+            None if *response_lost => {
+                m.insert("imds.response.lost".into(), json!(true));
+            }
             None => {
                 m.insert("imds.unanswered".into(), json!(true));
             }
@@ -110,17 +99,15 @@ impl Report {
         m.insert("imds.connection.id".into(), json!(meta.id));
         match attribution {
             Some(a) => {
-                let args = process::redact_args(&a.args, &secrets);
+                let mut a = a.clone();
+                a.redact_secrets(&secrets);
                 m.insert("process.pid".into(), json!(a.pid));
                 m.insert("thread.id".into(), json!(a.tid));
                 m.insert("process.parent_pid".into(), json!(a.ppid));
                 m.insert("process.executable.name".into(), json!(a.executable_name));
                 m.insert("process.executable.path".into(), json!(a.executable_path));
-                m.insert(
-                    "process.command_line".into(),
-                    json!(process::join_command_line(&args)),
-                );
-                m.insert("process.command_args".into(), json!(args));
+                m.insert("process.command_line".into(), json!(a.command_line));
+                m.insert("process.command_args".into(), json!(a.command_args));
                 m.insert("process.owner".into(), json!(a.owner));
                 m.insert("process.user.id".into(), json!(a.uid));
                 m.insert("process.group.id".into(), json!(a.gid));

@@ -9,15 +9,14 @@ use std::{
 };
 
 use imds_agent_common::{
-    CHUNK_LEN, ConnectEvent, IMDS_V4, IMDS_V6, SegmentEvent, connect_flags, direction,
-    segment_flags,
+    CHUNK_LEN, ConnectEvent, IMDS_V4, IMDS_V6, SegmentEvent, direction, segment_flags,
 };
 
 use crate::{
     classify::{Connection, Direction, Exchange},
     kernel::events::Record,
-    output::{Attribution, ConnMeta, Report},
-    process::{self, CgroupResolver, UserNames},
+    output::{ConnMeta, Report},
+    process::{Attributor, ProcessInfo},
 };
 
 const TCP_FIN: u8 = 0x01;
@@ -49,7 +48,7 @@ impl Default for TrackerConfig {
 struct ConnState {
     meta: ConnMeta,
     conn: Connection,
-    attribution: Option<Attribution>,
+    attribution: Option<ProcessInfo>,
     last_seen: Instant,
     /// Something arrived since the last idle flush.
     active: bool,
@@ -60,19 +59,17 @@ pub struct Tracker {
     cfg: TrackerConfig,
     conns: HashMap<u64, ConnState>,
     next_id: u64,
-    users: UserNames,
-    cgroups: CgroupResolver,
+    attributor: Attributor,
     clock: WallClock,
 }
 
 impl Tracker {
-    pub fn new(cfg: TrackerConfig, cgroups: CgroupResolver) -> Self {
+    pub fn new(cfg: TrackerConfig, attributor: Attributor) -> Self {
         Self {
             cfg,
             conns: HashMap::new(),
             next_id: 1,
-            users: UserNames::new(),
-            cgroups,
+            attributor,
             clock: WallClock::new(),
         }
     }
@@ -101,7 +98,9 @@ impl Tracker {
         if let Some(mut old) = self.conns.remove(&cookie) {
             flush(&mut old, out, &self.clock);
         }
-        let attribution = self.attribute(ev);
+        // Rule-based redaction happens here; the token the requests carry is redacted
+        // again when each request is reported.
+        let attribution = self.attributor.attribute(ev, &[]);
         let meta = ConnMeta {
             id: self.next_id,
             server: server_addr(ev),
@@ -115,7 +114,7 @@ impl Tracker {
         &mut self,
         cookie: u64,
         meta: ConnMeta,
-        attribution: Option<Attribution>,
+        attribution: Option<ProcessInfo>,
         now: Instant,
         out: &mut Vec<Report>,
     ) {
@@ -200,8 +199,7 @@ impl Tracker {
             || ev.offset.saturating_add(CHUNK_LEN as u32) >= ev.payload_len;
         if last_chunk {
             if ev.tcp_flags & TCP_RST != 0 {
-                state.conn.on_close(Direction::Request);
-                state.conn.on_close(Direction::Response);
+                state.conn.on_reset();
             } else if ev.tcp_flags & TCP_FIN != 0 {
                 state.conn.on_close(dir);
             }
@@ -244,55 +242,6 @@ impl Tracker {
             flush(&mut state, out, &self.clock);
         }
     }
-
-    /// Who connected, from the connect record, topped up from /proc where the kernel could
-    /// not read something.
-    fn attribute(&mut self, ev: &ConnectEvent) -> Attribution {
-        let flags = ev.flags;
-        let need_proc = flags & connect_flags::TASK_OK == 0
-            || flags & connect_flags::ARGV_OK == 0
-            || flags & connect_flags::EXE_OK == 0;
-        let snap = if need_proc {
-            process::proc_snapshot(ev.tgid)
-        } else {
-            None
-        };
-        let kernel_start = (flags & connect_flags::TASK_OK != 0).then_some(ev.start_boot_ns);
-        // A /proc snapshot of a reused pid must not be used.
-        let snap = snap.filter(|s| kernel_start.is_none_or(|k| s.start_boot_ns.abs_diff(k) < 20_000_000));
-        let args = if flags & connect_flags::ARGV_OK != 0 {
-            let n = (ev.argv_len as usize).min(ev.argv.len());
-            process::argv_from_block(&ev.argv[..n], flags & connect_flags::ARGV_TRUNCATED != 0)
-        } else {
-            snap.as_ref().map(|s| s.args.clone()).unwrap_or_default()
-        };
-        let exe_path = if flags & connect_flags::EXE_OK != 0 {
-            let depth = (ev.exe_depth as usize).min(ev.exe.len());
-            let parts: Vec<&[u8]> = ev.exe[..depth].iter().map(|c| c.as_slice()).collect();
-            process::exe_path_from_components(&parts)
-        } else {
-            snap.as_ref().and_then(|s| s.exe.clone())
-        };
-        let ppid = if flags & connect_flags::TASK_OK != 0 {
-            Some(ev.ppid)
-        } else {
-            snap.as_ref().map(|s| s.ppid)
-        };
-        let comm = cstr(&ev.comm);
-        Attribution {
-            pid: ev.tgid,
-            tid: ev.pid,
-            ppid,
-            executable_name: comm,
-            executable_path: exe_path,
-            args,
-            uid: ev.uid,
-            gid: ev.gid,
-            owner: self.users.name(ev.uid),
-            cgroup_id: ev.cgroup_id,
-            cgroup_path: self.cgroups.resolve(ev.cgroup_id),
-        }
-    }
 }
 
 fn flush(state: &mut ConnState, out: &mut Vec<Report>, clock: &WallClock) {
@@ -306,6 +255,7 @@ fn flush(state: &mut ConnState, out: &mut Vec<Report>, clock: &WallClock) {
 
 fn report(state: &ConnState, exchange: Exchange, _clock: &WallClock) -> Report {
     Report {
+        response_lost: exchange.response.is_none() && state.conn.response_tracking_lost(),
         exchange,
         meta: state.meta.clone(),
         attribution: state.attribution.clone(),
@@ -325,11 +275,6 @@ fn server_addr(ev: &ConnectEvent) -> IpAddr {
             None => IpAddr::V6(v6),
         }
     }
-}
-
-fn cstr(b: &[u8]) -> String {
-    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
-    String::from_utf8_lossy(&b[..end]).into_owned()
 }
 
 /// Converts kernel boot-time stamps to wall-clock time.

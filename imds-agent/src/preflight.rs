@@ -3,9 +3,6 @@
 
 use std::path::{Path, PathBuf};
 
-/// `CGROUP2_SUPER_MAGIC` from linux/magic.h.
-const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
-
 /// Capability bits (linux/capability.h).
 const CAP_NET_ADMIN: u32 = 12;
 const CAP_SYS_ADMIN: u32 = 21;
@@ -65,7 +62,7 @@ pub fn resolve_cgroup(root: &Path, arg: Option<&Path>) -> Result<PathBuf, Prefli
             root: root.display().to_string(),
         })?;
     let is_cgroup2 = nix::sys::statfs::statfs(found)
-        .map(|s| s.filesystem_type().0 as i64 == CGROUP2_SUPER_MAGIC)
+        .map(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
         .unwrap_or(false);
     if !is_cgroup2 {
         return Err(PreflightError::NotCgroup2 {

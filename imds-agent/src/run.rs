@@ -56,7 +56,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             response_timeout: args.response_timeout,
             ..TrackerConfig::default()
         },
-        process::CgroupResolver::new(root.clone()),
+        process::Attributor::with_cgroup_root(Some(root.clone())),
     );
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

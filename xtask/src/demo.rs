@@ -33,6 +33,9 @@ fn interrupted() -> bool {
 pub struct Options {
     #[command(flatten)]
     build: build::BuildOptions,
+    /// Use this agent binary instead of building one.
+    #[arg(long, env = imds_agent_e2e::env::AGENT_BIN_ENV)]
+    agent_bin: Option<std::path::PathBuf>,
     /// Seconds to wait after the last client before stopping the agent.
     #[arg(long, default_value_t = 2)]
     linger: u64,
@@ -42,7 +45,10 @@ pub fn demo(options: &Options) -> anyhow::Result<()> {
     if !is_root() {
         bail!("the demo needs root (network namespace, cgroup, eBPF): run `sudo -E env PATH=\"$PATH\" cargo xtask demo`");
     }
-    let bin = build::build(&options.build)?;
+    let bin = match &options.agent_bin {
+        Some(bin) => bin.clone(),
+        None => build::build(&options.build)?,
+    };
     let python = env::python3()?;
     // Ctrl-C reaches the whole foreground process group (mock, clients); we finish in order.
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.

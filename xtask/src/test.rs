@@ -37,9 +37,11 @@ pub fn test(options: &Options) -> anyhow::Result<()> {
     }
     let bin = build::build(build)?;
 
+    // Run both suites even when the first fails, so one run shows every failure.
+    let mut failed = Vec::new();
     if !e2e_only {
         section("unit tests");
-        run(cargo().args([
+        if let Err(e) = run(cargo().args([
             "test",
             "--workspace",
             "--exclude",
@@ -47,14 +49,24 @@ pub fn test(options: &Options) -> anyhow::Result<()> {
             "--exclude",
             EBPF_PACKAGE,
             "--no-fail-fast",
-        ]))?;
+        ])) {
+            eprintln!("{e:#}");
+            failed.push("unit tests");
+        }
     }
     if !unit_only {
         section(&format!("end-to-end tests ({AGENT_BIN_ENV}={})", bin.display()));
-        run(cargo()
+        if let Err(e) = run(cargo()
             .args(["test", "--package", E2E_PACKAGE, "--no-fail-fast", "--"])
             .args(args)
-            .env(AGENT_BIN_ENV, &bin))?;
+            .env(AGENT_BIN_ENV, &bin))
+        {
+            eprintln!("{e:#}");
+            failed.push("end-to-end tests");
+        }
+    }
+    if !failed.is_empty() {
+        bail!("failed: {}", failed.join(", "));
     }
     section("all tests passed");
     Ok(())

@@ -38,7 +38,7 @@ pub enum LoadError {
     #[error("loading the eBPF object failed: {source}")]
     Object {
         #[source]
-        source: aya::EbpfError,
+        source: Box<aya::EbpfError>,
     },
     #[error("the eBPF object has no {what} named {name}")]
     Missing { what: &'static str, name: String },
@@ -46,7 +46,7 @@ pub enum LoadError {
     Program {
         name: String,
         #[source]
-        source: ProgramError,
+        source: Box<ProgramError>,
     },
     #[error("opening cgroup {path}: {source}")]
     Cgroup {
@@ -59,7 +59,7 @@ pub enum LoadError {
         name: String,
         path: String,
         #[source]
-        source: ProgramError,
+        source: Box<ProgramError>,
     },
     #[error("map {name}: {source}")]
     Map {
@@ -181,7 +181,9 @@ pub fn load_object(offsets: KernelOffsets, ring_bytes: u32) -> Result<Ebpf, Load
         .override_global(OFFSETS_GLOBAL, &offsets, true)
         .map_max_entries(EVENTS_MAP, ring_bytes)
         .load(EBPF_OBJECT)
-        .map_err(|source| LoadError::Object { source })
+        .map_err(|source| LoadError::Object {
+            source: Box::new(source),
+        })
 }
 
 /// Returns the named cgroup_skb program of a loaded object.
@@ -208,7 +210,7 @@ fn sock_addr<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut CgroupSockAdd
 fn program_err(name: &str, source: ProgramError) -> LoadError {
     LoadError::Program {
         name: name.into(),
-        source,
+        source: Box::new(source),
     }
 }
 
@@ -216,7 +218,7 @@ fn attach_err(name: &str, cgroup: &Path, source: ProgramError) -> LoadError {
     LoadError::Attach {
         name: name.into(),
         path: cgroup.display().to_string(),
-        source,
+        source: Box::new(source),
     }
 }
 

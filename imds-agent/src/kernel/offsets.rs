@@ -76,7 +76,7 @@ pub fn field_offset(btf: &Btf, strukt: &str, path: &str) -> Result<u32, OffsetsE
             })?;
         }
     }
-    if bits % 8 != 0 {
+    if !bits.is_multiple_of(8) {
         return Err(OffsetsError::Unaligned {
             strukt: strukt.to_owned(),
             field: path.to_owned(),

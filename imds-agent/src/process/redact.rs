@@ -33,7 +33,8 @@
 //! 5. **URL user info** `scheme://user:password@host` → `scheme://user:[REDACTED]@host`.
 //! 6. **URL query parameters** named in [`SECRET_QUERY_KEYS`] or matching rule 4
 //!    (`token`, `secret`, `password`, `signature`, `X-Amz-Signature`,
-//!    `X-Amz-Security-Token`, `X-Amz-Credential`, `access_token`, …).
+//!    `X-Amz-Security-Token`, `X-Amz-Credential`, `access_token`, …), in `scheme://` URLs
+//!    and in bare request targets (`/path?token=x`).
 //!
 //! Rules 2–4 first look at the argument as a whole: a header argument's value is everything
 //! after the colon, a secret flag's or assignment's value everything after `=`, spaces and
@@ -285,6 +286,15 @@ impl Trailing {
             Self::Punctuation => is_quote(c) || matches!(c, ',' | ';' | ')' | '}' | ']'),
         }
     }
+
+    /// Length of `value` without its kept trailing characters, never cutting into a
+    /// [`REDACTED`] marker (whose `]` is not punctuation).
+    fn trimmed_len(self, value: &str) -> usize {
+        let trimmed = value.trim_end_matches(|c| self.keeps(c)).len();
+        value
+            .rfind(REDACTED)
+            .map_or(trimmed, |at| trimmed.max(at + REDACTED.len()))
+    }
 }
 
 fn is_quote(c: char) -> bool {
@@ -296,7 +306,7 @@ fn is_quote(c: char) -> bool {
 /// already redacted, or only a shell expansion.
 fn redact_value(value: &str, trailing: Trailing) -> Option<String> {
     let core_start = value.len() - value.trim_start_matches(is_quote).len();
-    let core_end = value.trim_end_matches(|c| trailing.keeps(c)).len();
+    let core_end = trailing.trimmed_len(value);
     let core = value.get(core_start..core_end).unwrap_or_default();
     let already = value[core_start..]
         .strip_prefix(REDACTED)
@@ -362,8 +372,9 @@ fn starts_long_flag(arg: &str) -> bool {
 /// Rule 3: a flag, `--name`, `-name` or `--name=value`, and curl's glued `-uuser:password`.
 fn flag(arg: &str, trailing: Trailing) -> Outcome {
     let glued_user = arg.strip_prefix("-u").filter(|rest| {
-        rest.split_once(':')
-            .is_some_and(|(user, _)| !user.contains(['=', '/']))
+        rest.split_once(':').is_some_and(|(user, _)| {
+            !user.contains(|c: char| c == '=' || c == '/' || c.is_whitespace())
+        })
     });
     if let Some(glued) = glued_user {
         return user_password(glued, trailing).prefixed("-u");
@@ -536,9 +547,7 @@ fn header_value_span(s: &str, header: &HeaderMatch) -> Option<Range<usize>> {
     } else {
         let word_end = |from: usize| {
             let end = find_from(from, &|b: u8| b.is_ascii_whitespace());
-            from + s[from..end]
-                .trim_end_matches(|c| Trailing::Punctuation.keeps(c))
-                .len()
+            from + Trailing::Punctuation.trimmed_len(&s[from..end])
         };
         let mut end = word_end(start);
         let word = &s[start..end];
@@ -573,11 +582,12 @@ fn header_value_span(s: &str, header: &HeaderMatch) -> Option<Range<usize>> {
     Some(span.start..span.start + value.len())
 }
 
-/// Applies replacements (sorted, non-overlapping byte ranges) to `s`.
-fn apply_edits(s: &str, edits: Vec<(Range<usize>, String)>) -> Cow<'_, str> {
+/// Applies replacements (non-overlapping byte ranges) to `s`.
+fn apply_edits(s: &str, mut edits: Vec<(Range<usize>, String)>) -> Cow<'_, str> {
     if edits.is_empty() {
         return Cow::Borrowed(s);
     }
+    edits.sort_by_key(|(range, _)| range.start);
     let mut out = String::with_capacity(s.len());
     let mut copied = 0;
     for (range, replacement) in edits {
@@ -691,33 +701,49 @@ fn redact_urls(s: &str) -> Cow<'_, str> {
                 edits.push((password, REDACTED.to_owned()));
             }
         }
-        let Some(query) = s[authority_end..url_end].find('?') else {
-            continue;
-        };
-        let query_start = authority_end + query + 1;
-        let query_end = s[query_start..url_end]
-            .find('#')
-            .map_or(url_end, |n| query_start + n);
-        let mut param_start = query_start;
-        for param in s[query_start..query_end].split(['&', ';']) {
-            if let Some((key, value)) = param.split_once('=') {
-                let value_start = param_start + key.len() + 1;
-                let secret_key = SECRET_QUERY_KEYS
-                    .iter()
-                    .any(|k| key.eq_ignore_ascii_case(k))
-                    || is_secret_name(key);
-                if secret_key
-                    && !value.is_empty()
-                    && value != REDACTED
-                    && !is_shell_expansion(value)
-                {
-                    edits.push((value_start..value_start + value.len(), REDACTED.to_owned()));
-                }
-            }
-            param_start += param.len() + 1;
+        if let Some(query) = s[authority_end..url_end].find('?') {
+            redact_query(s, authority_end + query + 1..url_end, &mut edits);
+        }
+    }
+    // Request targets without scheme and host (`/latest/meta-data/?token=x`), as HTTP
+    // request lines and logs show them.
+    for word in words(s) {
+        let target = &s[word.clone()];
+        let lead = target.len() - target.trim_start_matches(is_quote).len();
+        if target[lead..].starts_with('/')
+            && !target.contains("://")
+            && let Some(query) = target.find('?')
+        {
+            let end = word.start + target.trim_end_matches(is_quote).len();
+            redact_query(
+                s,
+                word.start + query + 1..end.max(word.start + query + 1),
+                &mut edits,
+            );
         }
     }
     apply_edits(s, edits)
+}
+
+/// Rule 6 on the query string `s[query]` (from just past `?` to the end of the URL).
+fn redact_query(s: &str, query: Range<usize>, edits: &mut Vec<(Range<usize>, String)>) {
+    let query_end = s[query.clone()]
+        .find('#')
+        .map_or(query.end, |n| query.start + n);
+    let mut param_start = query.start;
+    for param in s[query.start..query_end].split(['&', ';']) {
+        if let Some((key, value)) = param.split_once('=') {
+            let value_start = param_start + key.len() + 1;
+            let secret_key = SECRET_QUERY_KEYS
+                .iter()
+                .any(|k| key.eq_ignore_ascii_case(k))
+                || is_secret_name(key);
+            if secret_key && !value.is_empty() && value != REDACTED && !is_shell_expansion(value) {
+                edits.push((value_start..value_start + value.len(), REDACTED.to_owned()));
+            }
+        }
+        param_start += param.len() + 1;
+    }
 }
 
 /// All text rules, one pass each. Each pass leaves its own output alone when run again, and
@@ -941,6 +967,19 @@ mod tests {
         "a\nX-aws-ec2-metadata-token: [REDACTED]\nb"
     )]
     #[case::whitespace_kept("a  \t b", "a  \t b")]
+    #[case::request_target(
+        "/latest/meta-data/iam?token=abc&x=1",
+        "/latest/meta-data/iam?token=[REDACTED]&x=1"
+    )]
+    #[case::request_line(
+        "GET /p?X-Amz-Signature=s#f HTTP/1.1",
+        "GET /p?X-Amz-Signature=[REDACTED]#f HTTP/1.1"
+    )]
+    #[case::quoted_target("'/p?password=pw'", "'/p?password=[REDACTED]'")]
+    #[case::imds_paths(
+        "/latest/api/token /latest/meta-data/",
+        "/latest/api/token /latest/meta-data/"
+    )]
     fn text(#[case] input: &str, #[case] expected: &str) {
         assert_eq!(
             redact_text(&input.replace("{T}", TOKEN), &[TOKEN]),
