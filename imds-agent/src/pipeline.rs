@@ -306,3 +306,154 @@ fn clock_ns(clock: libc::clockid_t) -> i128 {
     unsafe { libc::clock_gettime(clock, &mut ts) };
     i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
 }
+
+#[cfg(test)]
+mod tests {
+    use imds_agent_common::{EventHeader, connect_flags, kind};
+
+    use super::*;
+    use crate::kernel::events::Record;
+
+    const COOKIE: u64 = 42;
+
+    fn header(kind: u32) -> EventHeader {
+        EventHeader {
+            kind,
+            _pad: 0,
+            boot_ns: 1_000,
+            cookie: COOKIE,
+        }
+    }
+
+    fn connect(argv: &[u8]) -> Record {
+        // SAFETY: plain-old-data; all-zero is valid.
+        let mut ev: ConnectEvent = unsafe { std::mem::zeroed() };
+        ev.header = header(kind::CONNECT);
+        ev.tgid = 4242;
+        ev.pid = 4243;
+        ev.ppid = 1;
+        ev.flags = connect_flags::TASK_OK | connect_flags::ARGV_OK | connect_flags::EXE_OK;
+        ev.family = libc::AF_INET as u16;
+        ev.dport = 80;
+        ev.daddr[..4].copy_from_slice(&IMDS_V4);
+        ev.comm[..4].copy_from_slice(b"curl");
+        ev.argv[..argv.len()].copy_from_slice(argv);
+        ev.argv_len = argv.len() as u32;
+        for (i, part) in ["curl", "bin", "usr"].iter().enumerate() {
+            ev.exe[i][..part.len()].copy_from_slice(part.as_bytes());
+        }
+        ev.exe_depth = 3;
+        Record::Connect(Box::new(ev))
+    }
+
+    fn segment(dir: u8, seq: u32, flags: u8, data: &[u8]) -> Record {
+        // SAFETY: as above.
+        let mut ev: SegmentEvent = unsafe { std::mem::zeroed() };
+        ev.header = header(kind::SEGMENT);
+        ev.seq = seq;
+        ev.payload_len = data.len() as u32;
+        ev.len = data.len() as u16;
+        ev.direction = dir;
+        ev.tcp_flags = flags;
+        ev.ip_version = 4;
+        ev.data[..data.len()].copy_from_slice(data);
+        Record::Segment(Box::new(ev))
+    }
+
+    fn tracker() -> Tracker {
+        Tracker::new(
+            TrackerConfig {
+                response_timeout: Duration::from_secs(5),
+                ..TrackerConfig::default()
+            },
+            Attributor::with_cgroup_root(None),
+        )
+    }
+
+    const GET: &[u8] = b"GET /latest/meta-data/ HTTP/1.1\r\nHost: 169.254.169.254\r\n\r\n";
+    const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+
+    #[test]
+    fn connect_request_response_reports_one_attributed_v1() {
+        let mut t = tracker();
+        let now = Instant::now();
+        let mut out = Vec::new();
+        t.on_record(connect(b"curl\0-s\0http://169.254.169.254/\0"), now, &mut out);
+        t.on_record(segment(direction::EGRESS, 99, TCP_SYN, b""), now, &mut out);
+        t.on_record(segment(direction::INGRESS, 499, TCP_SYN | 0x10, b""), now, &mut out);
+        t.on_record(segment(direction::EGRESS, 100, 0x18, GET), now, &mut out);
+        assert!(out.is_empty(), "reported before the response");
+        t.on_record(segment(direction::INGRESS, 500, 0x18, OK), now, &mut out);
+        assert_eq!(out.len(), 1);
+        let j = out[0].to_json();
+        assert_eq!(j["imds.version"], "v1");
+        assert_eq!(j["http.response.status_code"], 200);
+        assert_eq!(j["process.pid"], 4242);
+        assert_eq!(j["process.executable.path"], "/usr/bin/curl");
+        assert_eq!(j["process.command_line"], "curl -s http://169.254.169.254/");
+        assert_eq!(j["server.address"], "169.254.169.254");
+        // FIN both ways forgets the connection.
+        t.on_record(segment(direction::EGRESS, 100 + GET.len() as u32, TCP_FIN, b""), now, &mut out);
+        t.on_record(segment(direction::INGRESS, 500 + OK.len() as u32, TCP_FIN, b""), now, &mut out);
+        assert!(t.is_empty());
+        assert_eq!(out.len(), 1);
+    }
+
+    #[test]
+    fn unanswered_after_timeout_and_reset_flushes() {
+        let mut t = tracker();
+        let now = Instant::now();
+        let mut out = Vec::new();
+        t.on_record(connect(b"python3\0"), now, &mut out);
+        let put = b"PUT /latest/api/token HTTP/1.1\r\nX-aws-ec2-metadata-token-ttl-seconds: 60\r\nContent-Length: 0\r\n\r\n";
+        t.on_record(segment(direction::EGRESS, 1, 0x18, put), now, &mut out);
+        t.tick(now + Duration::from_secs(1), &mut out);
+        assert!(out.is_empty());
+        t.tick(now + Duration::from_secs(6), &mut out);
+        assert_eq!(out.len(), 1);
+        let j = out[0].to_json();
+        assert_eq!(j["imds.request.kind"], "token");
+        assert_eq!(j["imds.unanswered"], true);
+        assert!(j.get("http.response.status_code").is_none());
+        // The connection lives on; a later tokenless GET then RST is flushed at once.
+        t.on_record(segment(direction::EGRESS, 1 + put.len() as u32, 0x18, GET), now, &mut out);
+        t.on_record(segment(direction::EGRESS, 1 + (put.len() + GET.len()) as u32, TCP_RST, b""), now, &mut out);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[1].to_json()["imds.version"], "v1");
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn bytes_without_connect_are_reported_unattributed() {
+        let mut t = tracker();
+        let now = Instant::now();
+        let mut out = Vec::new();
+        t.on_record(segment(direction::EGRESS, 7, 0x18, GET), now, &mut out);
+        t.on_record(segment(direction::INGRESS, 9, 0x18, OK), now, &mut out);
+        assert_eq!(out.len(), 1);
+        let j = out[0].to_json();
+        assert_eq!(j["imds.attribution"], "unknown");
+        assert!(j.get("process.pid").is_none());
+        assert_eq!(j["imds.version"], "v1");
+    }
+
+    #[test]
+    fn token_in_argv_is_redacted_in_the_report() {
+        let mut t = tracker();
+        let now = Instant::now();
+        let mut out = Vec::new();
+        let canary = "AQAEAcanaryTOKENvalue123==";
+        let argv = format!("tool\0--opaque\0{canary}\0");
+        t.on_record(connect(argv.as_bytes()), now, &mut out);
+        let get = format!(
+            "GET /latest/meta-data/ HTTP/1.1\r\nX-aws-ec2-metadata-token: {canary}\r\n\r\n"
+        );
+        t.on_record(segment(direction::EGRESS, 1, 0x18, get.as_bytes()), now, &mut out);
+        t.on_record(segment(direction::INGRESS, 1, 0x18, OK), now, &mut out);
+        assert_eq!(out.len(), 1);
+        let text = out[0].to_json().to_string();
+        assert!(!text.contains(canary), "{text}");
+        assert!(text.contains("[REDACTED]"));
+        assert!(!format!("{:?}", out[0]).contains(canary));
+    }
+}
