@@ -31,6 +31,8 @@ pub const EXE_DEPTH: usize = 16;
 pub const EXE_COMPONENT_LEN: usize = 64;
 /// Length of a task's `comm`.
 pub const COMM_LEN: usize = 16;
+/// Ancestors (parent, grandparent, ...) recorded at connect time.
+pub const ANCESTORS: usize = 8;
 
 /// Record kinds. Never reuse a number.
 pub mod kind {
@@ -56,8 +58,10 @@ pub mod connect_flags {
     pub const ARGV_OK: u32 = 1 << 1;
     /// `argv` was cut at [`super::ARGV_LEN`].
     pub const ARGV_TRUNCATED: u32 = 1 << 2;
-    /// `exe` holds the executable's path components.
+    /// `exe` holds the executable's whole path (walked up to the root, across mounts).
     pub const EXE_OK: u32 = 1 << 3;
+    /// `ancestors` holds `ancestor_count` entries.
+    pub const ANCESTORS_OK: u32 = 1 << 4;
 }
 
 /// Bits of [`SegmentEvent::flags`].
@@ -95,6 +99,19 @@ pub struct EventHeader {
     pub cookie: u64,
 }
 
+/// One ancestor of the connecting process.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Ancestor {
+    pub pid: u32,
+    pub _pad: u32,
+    /// Start time, ns since boot.
+    pub start_boot_ns: u64,
+    /// cgroup v2 id (0 if unknown).
+    pub cgroup_id: u64,
+    pub comm: [u8; COMM_LEN],
+}
+
 /// A process connected a TCP socket to IMDS. Written from the cgroup connect hooks, in the
 /// context of the connecting thread, so everything here is read while the process is alive.
 #[repr(C)]
@@ -128,7 +145,10 @@ pub struct ConnectEvent {
     /// Executable path components, leaf first, each NUL-terminated; `exe_depth` are used.
     pub exe: [[u8; EXE_COMPONENT_LEN]; EXE_DEPTH],
     pub exe_depth: u32,
-    pub _pad2: u32,
+    /// Entries used in `ancestors` (valid with [`connect_flags::ANCESTORS_OK`]).
+    pub ancestor_count: u32,
+    /// Parent first.
+    pub ancestors: [Ancestor; ANCESTORS],
 }
 
 /// Up to [`CHUNK_LEN`] bytes of one TCP segment to or from IMDS. Written from the cgroup_skb
@@ -177,6 +197,16 @@ pub struct KernelOffsets {
     pub file_f_path_dentry: u32,
     pub dentry_d_parent: u32,
     pub dentry_d_name_name: u32,
+    pub file_f_path_mnt: u32,
+    pub vfsmount_mnt_root: u32,
+    /// Offset of the `struct vfsmount` embedded in `struct mount`.
+    pub mount_mnt: u32,
+    pub mount_mnt_parent: u32,
+    pub mount_mnt_mountpoint: u32,
+    pub task_cgroups: u32,
+    pub css_set_dfl_cgrp: u32,
+    pub cgroup_kn: u32,
+    pub kernfs_node_id: u32,
     pub _pad: u32,
 }
 
@@ -195,6 +225,15 @@ impl KernelOffsets {
         file_f_path_dentry: 0,
         dentry_d_parent: 0,
         dentry_d_name_name: 0,
+        file_f_path_mnt: 0,
+        vfsmount_mnt_root: 0,
+        mount_mnt: 0,
+        mount_mnt_parent: 0,
+        mount_mnt_mountpoint: 0,
+        task_cgroups: 0,
+        css_set_dfl_cgrp: 0,
+        cgroup_kn: 0,
+        kernfs_node_id: 0,
         _pad: 0,
     };
 }
@@ -204,7 +243,9 @@ const _: () = assert!(core::mem::size_of::<SegmentEvent>() == 24 + 24 + CHUNK_LE
 const _: () = assert!(
     core::mem::size_of::<ConnectEvent>()
         == 24 + 24 + 16 + 8 + 16 + COMM_LEN + ARGV_LEN + EXE_DEPTH * EXE_COMPONENT_LEN + 8
+            + ANCESTORS * core::mem::size_of::<Ancestor>()
 );
+const _: () = assert!(core::mem::size_of::<Ancestor>() == 40);
 const _: () = assert!(ARGV_LEN.is_power_of_two());
 const _: () = assert!(CHUNK_LEN.is_power_of_two());
 const _: () = assert!(EXE_COMPONENT_LEN.is_power_of_two());

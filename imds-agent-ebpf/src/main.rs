@@ -37,7 +37,7 @@ use aya_ebpf::{
     programs::{SkBuffContext, SockAddrContext},
 };
 use imds_agent_common::{
-    ARGV_LEN, CHUNK_LEN, COMM_LEN, ConnectEvent, EXE_COMPONENT_LEN, EXE_DEPTH, EventHeader,
+    ANCESTORS, ARGV_LEN, CHUNK_LEN, COMM_LEN, ConnectEvent, EXE_COMPONENT_LEN, EXE_DEPTH, EventHeader,
     IMDS_PORT, IMDS_V4, IMDS_V4_MAPPED, IMDS_V6, KernelOffsets, MAX_CHUNKS, SegmentEvent,
     connect_flags, counter, direction, kind, segment_flags,
 };
@@ -48,6 +48,8 @@ const SOCK_STREAM: u32 = 1;
 const AF_INET: u32 = 2;
 const AF_INET6: u32 = 10;
 const IPPROTO_TCP: u8 = 6;
+/// Mount points crossed at most between two path components of the executable.
+const MOUNT_HOPS: usize = 4;
 
 /// Records for user space. Size overridable by the loader.
 #[map]
@@ -184,7 +186,7 @@ unsafe fn on_connect(ctx: &SockAddrContext, v6: bool) {
         (*ev).daddr = daddr;
         (*ev).comm = bpf_get_current_comm().unwrap_or([0u8; COMM_LEN]);
         (*ev).exe_depth = 0;
-        (*ev)._pad2 = 0;
+        (*ev).ancestor_count = 0;
         (*ev).argv[0] = 0;
         read_task(ev);
     }
@@ -249,6 +251,7 @@ unsafe fn read_task(ev: *mut ConnectEvent) {
                 (*ev).comm = comm;
             }
             (*ev).flags |= connect_flags::TASK_OK;
+            read_ancestors(ev, &off, parent);
         }
 
         let mm = kread_u64(task, off.task_mm);
@@ -279,21 +282,44 @@ unsafe fn read_task(ev: *mut ConnectEvent) {
         if exe_file == 0 {
             return;
         }
+        // Walk the executable's dentry up to the root, crossing mount points as d_path
+        // does (but relative to the process's own mount namespace root, so a container's
+        // binary reads /usr/bin/python, not the overlay's host path).
         let mut dentry = kread_u64(exe_file, off.file_f_path_dentry);
+        let vfsmnt = kread_u64(exe_file, off.file_f_path_mnt);
+        if dentry == 0 || vfsmnt == 0 {
+            return;
+        }
+        let mut mnt = vfsmnt.wrapping_sub(u64::from(off.mount_mnt));
         let mut depth: u32 = 0;
-        let mut i = 0;
-        while i < EXE_DEPTH {
-            if dentry == 0 {
-                break;
+        // One component per iteration (so the verifier sees depth == iteration), with at
+        // most MOUNT_HOPS mount crossings before each.
+        let mut d = 0;
+        while d < EXE_DEPTH {
+            let mut at_root = false;
+            let mut hop = 0;
+            while hop < MOUNT_HOPS {
+                hop += 1;
+                let mnt_root = kread_u64(mnt + u64::from(off.mount_mnt), off.vfsmount_mnt_root);
+                if dentry != mnt_root {
+                    break;
+                }
+                let parent_mnt = kread_u64(mnt, off.mount_mnt_parent);
+                if parent_mnt == mnt || parent_mnt == 0 {
+                    at_root = true;
+                    break;
+                }
+                dentry = kread_u64(mnt, off.mount_mnt_mountpoint);
+                mnt = parent_mnt;
             }
             let parent = kread_u64(dentry, off.dentry_d_parent);
-            if parent == dentry || parent == 0 {
-                // Reached the filesystem root: its name ("/") is not a component.
+            if at_root || parent == dentry || parent == 0 {
+                // The root of the process's mount namespace: the path is complete.
                 (*ev).flags |= connect_flags::EXE_OK;
                 break;
             }
             let name = kread_u64(dentry, off.dentry_d_name_name);
-            let slot = (*ev).exe[i].as_mut_ptr();
+            let slot = (*ev).exe[d].as_mut_ptr();
             if bpf_probe_read_kernel_str(
                 slot.cast(),
                 EXE_COMPONENT_LEN as u32,
@@ -304,9 +330,62 @@ unsafe fn read_task(ev: *mut ConnectEvent) {
             }
             depth += 1;
             dentry = parent;
-            i += 1;
+            d += 1;
         }
         (*ev).exe_depth = depth;
+    }
+}
+
+/// cgroup v2 id of a task: task->cgroups->dfl_cgrp->kn->id.
+#[inline(always)]
+unsafe fn task_cgroup_id(task: u64, off: &KernelOffsets) -> u64 {
+    // SAFETY: probe reads tolerate bad pointers.
+    unsafe {
+        let css_set = kread_u64(task, off.task_cgroups);
+        let cgrp = kread_u64(css_set, off.css_set_dfl_cgrp);
+        let kn = kread_u64(cgrp, off.cgroup_kn);
+        kread_u64(kn, off.kernfs_node_id)
+    }
+}
+
+/// Records the parent, grandparent, ... (pid, start time, comm, cgroup) up to init or
+/// [`ANCESTORS`] levels.
+#[inline(always)]
+unsafe fn read_ancestors(ev: *mut ConnectEvent, off: &KernelOffsets, parent: u64) {
+    // SAFETY: `ev` is a reserved record; kernel memory through probe reads.
+    unsafe {
+        let mut task = parent;
+        let mut n: u32 = 0;
+        let mut i = 0;
+        while i < ANCESTORS {
+            if task == 0 {
+                break;
+            }
+            let pid = kread_u32(task, off.task_tgid);
+            let leader = kread_u64(task, off.task_group_leader);
+            let a = &raw mut (*ev).ancestors[i];
+            (*a).pid = pid;
+            (*a)._pad = 0;
+            (*a).start_boot_ns = kread_u64(leader, off.task_start_boottime);
+            (*a).cgroup_id = task_cgroup_id(task, off);
+            if bpf_probe_read_kernel(
+                (*a).comm.as_mut_ptr().cast(),
+                COMM_LEN as u32,
+                (leader + u64::from(off.task_comm)) as *const core::ffi::c_void,
+            ) != 0
+            {
+                (*a).comm = [0; COMM_LEN];
+            }
+            n += 1;
+            i += 1;
+            let next = kread_u64(task, off.task_real_parent);
+            if pid <= 1 || next == task {
+                break;
+            }
+            task = next;
+        }
+        (*ev).ancestor_count = n;
+        (*ev).flags |= connect_flags::ANCESTORS_OK;
     }
 }
 

@@ -43,6 +43,15 @@ pub fn resolve(btf: &Btf) -> Result<KernelOffsets, OffsetsError> {
         file_f_path_dentry: o("file", "f_path.dentry")?,
         dentry_d_parent: o("dentry", "d_parent")?,
         dentry_d_name_name: o("dentry", "d_name.name")?,
+        file_f_path_mnt: o("file", "f_path.mnt")?,
+        vfsmount_mnt_root: o("vfsmount", "mnt_root")?,
+        mount_mnt: o("mount", "mnt")?,
+        mount_mnt_parent: o("mount", "mnt_parent")?,
+        mount_mnt_mountpoint: o("mount", "mnt_mountpoint")?,
+        task_cgroups: o("task_struct", "cgroups")?,
+        css_set_dfl_cgrp: o("css_set", "dfl_cgrp")?,
+        cgroup_kn: o("cgroup", "kn")?,
+        kernfs_node_id: o("kernfs_node", "id")?,
         _pad: 0,
     })
 }

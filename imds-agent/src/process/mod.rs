@@ -139,7 +139,8 @@ impl Attributor {
             argv,
             exe,
             exe_depth,
-            _pad2: _,
+            ancestor_count: _,
+            ancestors: _,
         } = event;
         let has = |flag: u32| flags & flag != 0;
         let task_ok = has(connect_flags::TASK_OK);
@@ -304,7 +305,8 @@ mod tests {
             argv: [0; ARGV_LEN],
             exe: [[0; EXE_COMPONENT_LEN]; EXE_DEPTH],
             exe_depth: 0,
-            _pad2: 0,
+            ancestor_count: 0,
+            ancestors: [imds_agent_common::Ancestor { pid: 0, _pad: 0, start_boot_ns: 0, cgroup_id: 0, comm: [0; COMM_LEN] }; imds_agent_common::ANCESTORS],
         }
     }
 

@@ -250,7 +250,7 @@ impl<'a> Secrets<'a> {
     }
 
     /// Replaces every occurrence of every secret in one left-to-right pass, so a short secret
-    /// can never match inside an inserted [`REDACTED`].
+    /// can never match inside a [`REDACTED`] marker, new or from an earlier pass.
     fn replace<'s>(&self, s: &'s str) -> Cow<'s, str> {
         if !self.0.iter().any(|secret| s.contains(secret)) {
             return Cow::Borrowed(s);
@@ -261,6 +261,10 @@ impl<'a> Secrets<'a> {
             if let Some(secret) = self.0.iter().find(|secret| rest.starts_with(*secret)) {
                 out.push_str(REDACTED);
                 rest = &rest[secret.len()..];
+            } else if let Some(after) = rest.strip_prefix(REDACTED) {
+                // A marker from an earlier pass stays whole.
+                out.push_str(REDACTED);
+                rest = after;
             } else {
                 out.push(c);
                 rest = &rest[c.len_utf8()..];
