@@ -57,10 +57,17 @@ impl Report {
                 m.insert("imds.cloud".into(), json!(req.cloud.as_str()));
                 m.insert("imds.request.kind".into(), json!(req.kind.as_str()));
                 m.insert("http.request.method".into(), json!(req.method));
-                m.insert(
-                    "url.path".into(),
-                    json!(process::redact_text(&req.path, &secrets)),
-                );
+                // OpenTelemetry: url.path stops at '?', the rest is url.query.
+                let (path, query) = match req.path.split_once('?') {
+                    Some((p, q)) => (p, Some(q)),
+                    None => (req.path.as_str(), None),
+                };
+                m.insert("url.path".into(), json!(process::redact_text(path, &secrets)));
+                if let Some(q) = query {
+                    // Query parameters named like secrets are redacted by the same rules.
+                    let q = process::redact_text(&format!("/?{q}"), &secrets);
+                    m.insert("url.query".into(), json!(q.trim_start_matches("/?")));
+                }
                 if let Some(ua) = &req.user_agent {
                     m.insert(
                         "user_agent.original".into(),

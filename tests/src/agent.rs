@@ -91,7 +91,12 @@ pub struct StartError {
 
 impl std::fmt::Display for StartError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "the agent did not get ready: {}; its stderr:\n{}", self.reason, self.stderr.trim_end())
+        write!(
+            f,
+            "the agent did not get ready: {}; its stderr:\n{}",
+            self.reason,
+            self.stderr.trim_end()
+        )
     }
 }
 
@@ -105,14 +110,21 @@ impl Agent {
 
     /// Like [`Agent::start`], with options.
     pub fn start_with(cgroup: &Path, options: &AgentOptions) -> Result<Self, StartError> {
-        let fail = |reason: String| StartError { reason, stderr: String::new() };
+        let fail = |reason: String| StartError {
+            reason,
+            stderr: String::new(),
+        };
         let dir = tempfile::Builder::new()
             .prefix(env::NAME_PREFIX)
             .tempdir()
             .map_err(|e| fail(format!("creating a temporary directory: {e}")))?;
         let bin = options.bin.clone().unwrap_or_else(env::agent_bin);
         let mut cmd = Command::new(&bin);
-        cmd.arg("run").arg("--cgroup").arg(cgroup).stdin(Stdio::null()).stderr(Stdio::piped());
+        cmd.arg("run")
+            .arg("--cgroup")
+            .arg(cgroup)
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped());
         let output_file = match options.output {
             Output::File => {
                 let file = dir.path().join("events.jsonl");
@@ -127,7 +139,9 @@ impl Agent {
         if options.own_process_group {
             std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         }
-        let mut child = cmd.spawn().map_err(|e| fail(format!("spawning {}: {e}", bin.display())))?;
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| fail(format!("spawning {}: {e}", bin.display())))?;
 
         let (ready_tx, ready_rx) = mpsc::channel();
         let echo = options.echo_stderr;
@@ -141,22 +155,41 @@ impl Agent {
                 }
             })
         });
-        let stdout = child.stdout.take().map(|pipe| Collector::spawn(pipe, |_| {}));
-        let mut agent = Self { child: Some(child), output_file, stdout, stderr, _dir: dir };
+        let stdout = child
+            .stdout
+            .take()
+            .map(|pipe| Collector::spawn(pipe, |_| {}));
+        let mut agent = Self {
+            child: Some(child),
+            output_file,
+            stdout,
+            stderr,
+            _dir: dir,
+        };
 
         // Ready, or stderr closed (the agent died), or timeout.
         let waited = ready_rx.recv_timeout(READY_TIMEOUT);
         if waited.is_ok() {
             return Ok(agent);
         }
-        let reason = match agent.child.as_mut().map(|c| wait_timeout(c, Duration::from_millis(500))) {
-            Some(Ok(Some(status))) => format!("it exited with {status} before printing {READY_LINE:?}"),
+        let reason = match agent
+            .child
+            .as_mut()
+            .map(|c| wait_timeout(c, Duration::from_millis(500)))
+        {
+            Some(Ok(Some(status))) => {
+                format!("it exited with {status} before printing {READY_LINE:?}")
+            }
             _ => format!("no {READY_LINE:?} on stderr within {READY_TIMEOUT:?}"),
         };
         if let Some(mut child) = agent.child.take() {
             let _ = terminate(&mut child, Duration::from_secs(2));
         }
-        let stderr = agent.stderr.take().map(Collector::finish).unwrap_or_default();
+        let stderr = agent
+            .stderr
+            .take()
+            .map(Collector::finish)
+            .unwrap_or_default();
         Err(StartError { reason, stderr })
     }
 
@@ -167,12 +200,17 @@ impl Agent {
 
     /// Its stderr so far.
     pub fn stderr(&self) -> String {
-        self.stderr.as_ref().map(Collector::text).unwrap_or_default()
+        self.stderr
+            .as_ref()
+            .map(Collector::text)
+            .unwrap_or_default()
     }
 
     /// The output file's complete lines, parsed. A line that is not JSON is a test failure.
     pub fn events(&self) -> Vec<Value> {
-        let Some(path) = &self.output_file else { return Vec::new() };
+        let Some(path) = &self.output_file else {
+            return Vec::new();
+        };
         let text = std::fs::read_to_string(path).unwrap_or_default();
         // Only lines already terminated by '\n': the last one may be half written.
         let complete = text.rfind('\n').map_or("", |end| &text[..end]);
@@ -181,7 +219,12 @@ impl Agent {
 
     /// Poll until `done(events)` holds, or panic after `timeout` showing what was there.
     #[track_caller]
-    pub fn wait_until(&self, what: &str, timeout: Duration, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    pub fn wait_until(
+        &self,
+        what: &str,
+        timeout: Duration,
+        done: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
         let deadline = Instant::now() + timeout;
         loop {
             let events = self.events();
@@ -196,7 +239,10 @@ impl Agent {
                 );
             }
             if self.child.as_ref().is_some_and(|c| pid_exited(c.id())) {
-                panic!("the agent exited while waiting for {what}; stderr:\n{}", self.stderr());
+                panic!(
+                    "the agent exited while waiting for {what}; stderr:\n{}",
+                    self.stderr()
+                );
             }
             std::thread::sleep(POLL);
         }
@@ -228,7 +274,10 @@ impl Agent {
     pub fn stop_with(mut self, sig: Signal) -> AgentOutput {
         let output = match self.try_stop(sig) {
             Ok(output) => output,
-            Err(e) => panic!("stopping the agent: {e:#}\nagent stderr:\n{}", self.stderr()),
+            Err(e) => panic!(
+                "stopping the agent: {e:#}\nagent stderr:\n{}",
+                self.stderr()
+            ),
         };
         assert!(
             output.status.success(),
@@ -251,8 +300,16 @@ impl Agent {
                 bail!("the agent did not exit within {STOP_TIMEOUT:?} of {sig}");
             }
         };
-        let stderr = self.stderr.take().map(Collector::finish).unwrap_or_default();
-        let stdout = self.stdout.take().map(Collector::finish).unwrap_or_default();
+        let stderr = self
+            .stderr
+            .take()
+            .map(Collector::finish)
+            .unwrap_or_default();
+        let stdout = self
+            .stdout
+            .take()
+            .map(Collector::finish)
+            .unwrap_or_default();
         let raw = match &self.output_file {
             Some(path) => std::fs::read_to_string(path).unwrap_or_default(),
             None => String::new(),
@@ -261,7 +318,13 @@ impl Agent {
             bail!("the output file does not end with a newline: {raw:?}");
         }
         let events = parse_lines(&raw)?;
-        Ok(AgentOutput { events, raw, stdout, stderr, status })
+        Ok(AgentOutput {
+            events,
+            raw,
+            stdout,
+            stderr,
+            status,
+        })
     }
 }
 
@@ -304,7 +367,11 @@ pub fn parse_lines(text: &str) -> anyhow::Result<Vec<Value>> {
 
 /// Run the agent with `args` (optionally behind `wrapper`, e.g. `setpriv ...`) and expect it
 /// to exit on its own within [`READY_TIMEOUT`]. Returns (status, stdout, stderr).
-pub fn run_to_exit(wrapper: &[OsString], args: &[OsString], bin: Option<&Path>) -> anyhow::Result<(ExitStatus, String, String)> {
+pub fn run_to_exit(
+    wrapper: &[OsString],
+    args: &[OsString],
+    bin: Option<&Path>,
+) -> anyhow::Result<(ExitStatus, String, String)> {
     let bin = bin.map_or_else(env::agent_bin, Path::to_path_buf);
     let mut cmd = match wrapper.split_first() {
         Some((program, rest)) => {
@@ -325,7 +392,10 @@ pub fn run_to_exit(wrapper: &[OsString], args: &[OsString], bin: Option<&Path>) 
     let stderr = Collector::spawn(child.stderr.take().context("stderr")?, |_| {});
     let Some(status) = wait_timeout(&mut child, READY_TIMEOUT)? else {
         let _ = terminate(&mut child, Duration::from_secs(2));
-        bail!("the agent kept running for {READY_TIMEOUT:?}; stderr:\n{}", stderr.finish());
+        bail!(
+            "the agent kept running for {READY_TIMEOUT:?}; stderr:\n{}",
+            stderr.finish()
+        );
     };
     Ok((status, stdout.finish(), stderr.finish()))
 }

@@ -24,8 +24,12 @@ impl TestCgroup {
     pub fn create(name: &str) -> anyhow::Result<Self> {
         let root = env::cgroup2_root()?;
         let path = root.join(name);
-        std::fs::create_dir(&path).with_context(|| format!("creating cgroup {}", path.display()))?;
-        Ok(Self { path, relative: format!("/{name}") })
+        std::fs::create_dir(&path)
+            .with_context(|| format!("creating cgroup {}", path.display()))?;
+        Ok(Self {
+            path,
+            relative: format!("/{name}"),
+        })
     }
 
     /// Absolute path in the cgroup2 mount.
@@ -73,7 +77,10 @@ impl Drop for TestCgroup {
                 Ok(()) => return,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
                 Err(e) if Instant::now() >= deadline => {
-                    eprintln!("warning: could not remove cgroup {}: {e}", self.path.display());
+                    eprintln!(
+                        "warning: could not remove cgroup {}: {e}",
+                        self.path.display()
+                    );
                     return;
                 }
                 Err(_) => std::thread::sleep(Duration::from_millis(20)),
@@ -84,12 +91,19 @@ impl Drop for TestCgroup {
 
 /// Remove cgroups left behind by earlier runs that were killed (their owner pid is gone).
 pub fn remove_stale() {
-    let Ok(root) = env::cgroup2_root() else { return };
-    let Ok(entries) = std::fs::read_dir(&root) else { return };
+    let Ok(root) = env::cgroup2_root() else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir(&root) else {
+        return;
+    };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         if env::owner_pid(&name).is_some_and(|pid| !env::pid_alive(pid)) {
-            drop(TestCgroup { path: entry.path(), relative: format!("/{name}") });
+            drop(TestCgroup {
+                path: entry.path(),
+                relative: format!("/{name}"),
+            });
         }
     }
 }

@@ -20,7 +20,10 @@ pub struct Collector {
 
 impl Collector {
     /// Read `reader` to its end; `on_line` sees every line (without the newline) as it comes.
-    pub fn spawn(reader: impl Read + Send + 'static, mut on_line: impl FnMut(&str) + Send + 'static) -> Self {
+    pub fn spawn(
+        reader: impl Read + Send + 'static,
+        mut on_line: impl FnMut(&str) + Send + 'static,
+    ) -> Self {
         let text = Arc::new(Mutex::new(String::new()));
         let sink = Arc::clone(&text);
         let thread = std::thread::spawn(move || {
@@ -38,7 +41,10 @@ impl Collector {
                 }
             }
         });
-        Self { text, thread: Some(thread) }
+        Self {
+            text,
+            thread: Some(thread),
+        }
     }
 
     /// What has been read so far.

@@ -51,7 +51,11 @@ impl ClientRun {
 }
 
 /// A `Command` for `argv` that, between fork and exec, joins `cgroup` and `netns`.
-pub fn command_in<S: AsRef<OsStr>>(netns: &NetNs, cgroup: &TestCgroup, argv: &[S]) -> anyhow::Result<(Command, [File; 2])> {
+pub fn command_in<S: AsRef<OsStr>>(
+    netns: &NetNs,
+    cgroup: &TestCgroup,
+    argv: &[S],
+) -> anyhow::Result<(Command, [File; 2])> {
     let (program, args) = argv.split_first().context("empty argv")?;
     // Opened here, in the parent: between fork and exec only async-signal-safe calls are
     // allowed (no allocation), so the child just uses the descriptors. Rust opens them
@@ -60,7 +64,8 @@ pub fn command_in<S: AsRef<OsStr>>(netns: &NetNs, cgroup: &TestCgroup, argv: &[S
         .write(true)
         .open(cgroup.procs_file())
         .with_context(|| format!("opening {}", cgroup.procs_file().display()))?;
-    let ns = File::open(netns.path()).with_context(|| format!("opening {}", netns.path().display()))?;
+    let ns =
+        File::open(netns.path()).with_context(|| format!("opening {}", netns.path().display()))?;
     let (procs_fd, ns_fd) = (procs.as_raw_fd(), ns.as_raw_fd());
     let mut cmd = Command::new(program);
     cmd.args(args).stdin(Stdio::null());
@@ -82,7 +87,11 @@ pub fn command_in<S: AsRef<OsStr>>(netns: &NetNs, cgroup: &TestCgroup, argv: &[S
 }
 
 /// Spawn `argv` in `cgroup` and `netns` with stdout/stderr piped; the caller owns the child.
-pub fn spawn_client<S: AsRef<OsStr>>(netns: &NetNs, cgroup: &TestCgroup, argv: &[S]) -> anyhow::Result<Child> {
+pub fn spawn_client<S: AsRef<OsStr>>(
+    netns: &NetNs,
+    cgroup: &TestCgroup,
+    argv: &[S],
+) -> anyhow::Result<Child> {
     let (mut cmd, fds) = command_in(netns, cgroup, argv)?;
     let child = cmd
         .stdout(Stdio::piped())
@@ -94,7 +103,11 @@ pub fn spawn_client<S: AsRef<OsStr>>(netns: &NetNs, cgroup: &TestCgroup, argv: &
 }
 
 /// Run `argv` to completion in `cgroup` and `netns` (killed after [`CLIENT_TIMEOUT`]).
-pub fn run_client<S: AsRef<OsStr>>(netns: &NetNs, cgroup: &TestCgroup, argv: &[S]) -> anyhow::Result<ClientRun> {
+pub fn run_client<S: AsRef<OsStr>>(
+    netns: &NetNs,
+    cgroup: &TestCgroup,
+    argv: &[S],
+) -> anyhow::Result<ClientRun> {
     let mut child = spawn_client(netns, cgroup, argv)?;
     let pid = child.id();
     let stdout = Collector::spawn(child.stdout.take().context("client stdout")?, |_| {});
@@ -104,10 +117,18 @@ pub fn run_client<S: AsRef<OsStr>>(netns: &NetNs, cgroup: &TestCgroup, argv: &[S
         None => {
             let _ = child.kill();
             child.wait()?;
-            anyhow::bail!("client {:?} (pid {pid}) did not finish within {CLIENT_TIMEOUT:?}", display_argv(argv));
+            anyhow::bail!(
+                "client {:?} (pid {pid}) did not finish within {CLIENT_TIMEOUT:?}",
+                display_argv(argv)
+            );
         }
     };
-    Ok(ClientRun { pid, status, stdout: stdout.finish(), stderr: stderr.finish() })
+    Ok(ClientRun {
+        pid,
+        status,
+        stdout: stdout.finish(),
+        stderr: stderr.finish(),
+    })
 }
 
 /// `argv` joined with spaces, for messages.

@@ -57,7 +57,9 @@ pub fn mock_script() -> PathBuf {
 
 /// A client script in `tests/clients/`.
 pub fn client_script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("clients").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("clients")
+        .join(name)
 }
 
 /// `name` looked up in `$PATH`, like `which`.
@@ -92,7 +94,10 @@ pub fn python3() -> anyhow::Result<PathBuf> {
                 .map_err(|e| format!("running python3: {e}"))?;
             let path = String::from_utf8_lossy(&out.stdout).trim().to_owned();
             if !out.status.success() || path.is_empty() {
-                return Err(format!("python3 could not report sys.executable: {}", out.status));
+                return Err(format!(
+                    "python3 could not report sys.executable: {}",
+                    out.status
+                ));
             }
             Ok(PathBuf::from(path))
         })
@@ -103,7 +108,8 @@ pub fn python3() -> anyhow::Result<PathBuf> {
 /// The mount point of the cgroup v2 hierarchy, read from `/proc/self/mounts` (hybrid hosts
 /// mount it at `/sys/fs/cgroup/unified`, pure v2 hosts at `/sys/fs/cgroup`).
 pub fn cgroup2_root() -> anyhow::Result<PathBuf> {
-    let mounts = std::fs::read_to_string("/proc/self/mounts").context("reading /proc/self/mounts")?;
+    let mounts =
+        std::fs::read_to_string("/proc/self/mounts").context("reading /proc/self/mounts")?;
     parse_cgroup2_root(&mounts).context("no cgroup2 filesystem in /proc/self/mounts")
 }
 
@@ -123,7 +129,9 @@ fn unescape_mount_field(field: &str) -> String {
     while i < bytes.len() {
         if bytes[i] == b'\\'
             && i + 3 < bytes.len()
-            && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b))
+            && bytes[i + 1..i + 4]
+                .iter()
+                .all(|b| (b'0'..=b'7').contains(b))
         {
             let value = bytes[i + 1..i + 4]
                 .iter()
@@ -148,7 +156,11 @@ pub fn unique_name() -> String {
 
 /// The pid encoded in a name made by [`unique_name`].
 pub fn owner_pid(name: &str) -> Option<i32> {
-    name.strip_prefix(NAME_PREFIX)?.split('-').next()?.parse().ok()
+    name.strip_prefix(NAME_PREFIX)?
+        .split('-')
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Whether a process with this pid exists.
@@ -162,7 +174,9 @@ pub fn pid_alive(pid: i32) -> bool {
 /// Everything the privileged tests need. `Err` carries a reason fit for [`skip_or_fail`].
 pub fn preflight() -> anyhow::Result<()> {
     if !is_root() {
-        bail!("the end-to-end tests need root (network namespaces, cgroups, eBPF); run `sudo -E cargo xtask test`");
+        bail!(
+            "the end-to-end tests need root (network namespaces, cgroups, eBPF); run `sudo -E cargo xtask test`"
+        );
     }
     for tool in ["ip", "curl", "python3"] {
         if which(tool).is_none() {
@@ -194,15 +208,24 @@ mod tests {
         let hybrid = "tmpfs /sys/fs/cgroup tmpfs rw 0 0\n\
                       cgroup /sys/fs/cgroup/cpu cgroup rw,cpu 0 0\n\
                       cgroup2 /sys/fs/cgroup/unified cgroup2 rw 0 0\n";
-        assert_eq!(parse_cgroup2_root(hybrid), Some(PathBuf::from("/sys/fs/cgroup/unified")));
+        assert_eq!(
+            parse_cgroup2_root(hybrid),
+            Some(PathBuf::from("/sys/fs/cgroup/unified"))
+        );
         let unified = "cgroup2 /sys/fs/cgroup cgroup2 rw,nsdelegate 0 0\n";
-        assert_eq!(parse_cgroup2_root(unified), Some(PathBuf::from("/sys/fs/cgroup")));
+        assert_eq!(
+            parse_cgroup2_root(unified),
+            Some(PathBuf::from("/sys/fs/cgroup"))
+        );
         assert_eq!(parse_cgroup2_root("proc /proc proc rw 0 0\n"), None);
     }
 
     #[test]
     fn unescapes_octal_mount_fields() {
-        assert_eq!(unescape_mount_field(r"/mnt/with\040space"), "/mnt/with space");
+        assert_eq!(
+            unescape_mount_field(r"/mnt/with\040space"),
+            "/mnt/with space"
+        );
         assert_eq!(unescape_mount_field(r"/plain"), "/plain");
         assert_eq!(unescape_mount_field(r"/trailing\04"), r"/trailing\04");
     }

@@ -14,7 +14,11 @@ pub fn str_of<'a>(event: &'a Value, key: &str) -> Option<&'a str> {
 
 /// The events of process `pid`, in output order.
 pub fn for_pid(events: &[Value], pid: u32) -> Vec<Value> {
-    events.iter().filter(|e| pid_of(e) == Some(pid)).cloned().collect()
+    events
+        .iter()
+        .filter(|e| pid_of(e) == Some(pid))
+        .cloned()
+        .collect()
 }
 
 /// Events as pretty JSON, for failure messages.
@@ -51,14 +55,22 @@ pub fn assert_fields(event: &Value, expected: &[(&str, Value)]) {
 #[track_caller]
 pub fn assert_null(event: &Value, key: &str) {
     let got = event.get(key).unwrap_or(&Value::Null);
-    assert!(got.is_null(), "{key} must be absent or null, got {got}; event:\n{}", pretty(std::slice::from_ref(event)));
+    assert!(
+        got.is_null(),
+        "{key} must be absent or null, got {got}; event:\n{}",
+        pretty(std::slice::from_ref(event))
+    );
 }
 
 /// Assert `key` is not `true` (absent, null or false).
 #[track_caller]
 pub fn assert_not_true(event: &Value, key: &str) {
     let got = event.get(key).unwrap_or(&Value::Null);
-    assert!(got != &Value::Bool(true), "{key} must not be true; event:\n{}", pretty(std::slice::from_ref(event)));
+    assert!(
+        got != &Value::Bool(true),
+        "{key} must not be true; event:\n{}",
+        pretty(std::slice::from_ref(event))
+    );
 }
 
 /// Assert `key` is a string satisfying `check`.
@@ -76,9 +88,12 @@ pub fn assert_str(event: &Value, key: &str, what: &str, check: impl Fn(&str) -> 
 /// A plausible RFC 3339 timestamp: `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`.
 pub fn looks_rfc3339(text: &str) -> bool {
     let b = text.as_bytes();
-    let digits = |r: std::ops::Range<usize>| b.get(r).is_some_and(|s| s.iter().all(u8::is_ascii_digit));
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|s| s.iter().all(u8::is_ascii_digit));
     let tail = text.get(19..).unwrap_or("");
-    let tail = tail.strip_prefix('.').map_or(tail, |t| t.trim_start_matches(|c: char| c.is_ascii_digit()));
+    let tail = tail
+        .strip_prefix('.')
+        .map_or(tail, |t| t.trim_start_matches(|c: char| c.is_ascii_digit()));
     b.len() >= 20
         && digits(0..4)
         && b[4] == b'-'
@@ -91,7 +106,9 @@ pub fn looks_rfc3339(text: &str) -> bool {
         && digits(14..16)
         && b[16] == b':'
         && digits(17..19)
-        && (tail == "Z" || tail == "z" || (tail.len() == 6 && (tail.starts_with('+') || tail.starts_with('-'))))
+        && (tail == "Z"
+            || tail == "z"
+            || (tail.len() == 6 && (tail.starts_with('+') || tail.starts_with('-'))))
 }
 
 #[cfg(test)]

@@ -36,10 +36,16 @@ impl Fixture {
         }
         remove_stale_once();
         let name = env::unique_name();
-        let netns = NetNs::create(&name, mock).unwrap_or_else(|e| panic!("creating netns {name}: {e:#}"));
-        let cgroup = TestCgroup::create(&name).unwrap_or_else(|e| panic!("creating cgroup {name}: {e:#}"));
+        let netns =
+            NetNs::create(&name, mock).unwrap_or_else(|e| panic!("creating netns {name}: {e:#}"));
+        let cgroup =
+            TestCgroup::create(&name).unwrap_or_else(|e| panic!("creating cgroup {name}: {e:#}"));
         match Agent::start(cgroup.path()) {
-            Ok(agent) => Some(Self { agent, cgroup, netns }),
+            Ok(agent) => Some(Self {
+                agent,
+                cgroup,
+                netns,
+            }),
             Err(e) => {
                 env::skip_or_fail(e);
                 None
@@ -73,7 +79,11 @@ impl Fixture {
     /// Stop the agent (SIGTERM, exit 0 asserted) and tear everything down.
     #[track_caller]
     pub fn stop(self) -> AgentOutput {
-        let Self { agent, cgroup, netns } = self;
+        let Self {
+            agent,
+            cgroup,
+            netns,
+        } = self;
         let output = agent.stop();
         drop(cgroup);
         drop(netns);

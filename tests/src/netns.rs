@@ -61,7 +61,11 @@ impl NetNs {
     pub fn create(name: &str, options: &MockOptions) -> anyhow::Result<Self> {
         ip(&["netns", "add", name])?;
         // From here on, Drop cleans up even if a later step fails.
-        let mut netns = Self { name: name.to_owned(), mock: None, mock_stderr: None };
+        let mut netns = Self {
+            name: name.to_owned(),
+            mock: None,
+            mock_stderr: None,
+        };
         netns.configure(options)?;
         netns.start_mock(options)?;
         Ok(netns)
@@ -70,8 +74,26 @@ impl NetNs {
     fn configure(&self, options: &MockOptions) -> anyhow::Result<()> {
         let n = self.name.as_str();
         ip(&["-n", n, "link", "set", "lo", "up"])?;
-        ip(&["-n", n, "addr", "add", &format!("{IMDS_V4}/32"), "dev", "lo"])?;
-        ip(&["-n", n, "-6", "addr", "add", &format!("{IMDS_V6}/128"), "dev", "lo", "nodad"])?;
+        ip(&[
+            "-n",
+            n,
+            "addr",
+            "add",
+            &format!("{IMDS_V4}/32"),
+            "dev",
+            "lo",
+        ])?;
+        ip(&[
+            "-n",
+            n,
+            "-6",
+            "addr",
+            "add",
+            &format!("{IMDS_V6}/128"),
+            "dev",
+            "lo",
+            "nodad",
+        ])?;
         for addr in &options.extra_addrs {
             let family = if addr.contains(':') { "-6" } else { "-4" };
             ip(&["-n", n, family, "addr", "add", addr, "dev", "lo"])?;
@@ -82,7 +104,9 @@ impl NetNs {
     fn start_mock(&mut self, options: &MockOptions) -> anyhow::Result<()> {
         let python = env::python3()?;
         let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.name]).arg(&python).arg(env::mock_script());
+        cmd.args(["netns", "exec", &self.name])
+            .arg(&python)
+            .arg(env::mock_script());
         if options.mode == TokenMode::Required {
             cmd.args(["--mode", "required"]);
         }
@@ -138,7 +162,10 @@ impl NetNs {
 
     /// What the mock logged on stderr so far (method, path, status per request).
     pub fn mock_log(&self) -> String {
-        self.mock_stderr.as_ref().map(Collector::text).unwrap_or_default()
+        self.mock_stderr
+            .as_ref()
+            .map(Collector::text)
+            .unwrap_or_default()
     }
 }
 
@@ -173,7 +200,9 @@ pub fn ip(args: &[&str]) -> anyhow::Result<()> {
 
 /// Delete namespaces left behind by earlier runs that were killed (their owner pid is gone).
 pub fn remove_stale() {
-    let Ok(entries) = std::fs::read_dir(NETNS_DIR) else { return };
+    let Ok(entries) = std::fs::read_dir(NETNS_DIR) else {
+        return;
+    };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         if env::owner_pid(&name).is_some_and(|pid| !env::pid_alive(pid)) {

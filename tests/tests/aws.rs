@@ -2,9 +2,15 @@
 //! sockets, split writes, keep-alive, short-lived processes, token redaction, and
 //! `HttpTokens=required`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code: a panic is the failure report")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is the failure report"
+)]
 
-use imds_agent_e2e::events::{assert_fields, assert_not_true, assert_str, for_pid, looks_rfc3339, pretty, str_of};
+use imds_agent_e2e::events::{
+    assert_fields, assert_not_true, assert_str, for_pid, looks_rfc3339, pretty, str_of,
+};
 use imds_agent_e2e::{Fixture, MockOptions, TokenMode, env, imds_url};
 use serde_json::{Value, json};
 
@@ -29,7 +35,12 @@ fn comm_of(path: &std::path::Path) -> String {
 #[track_caller]
 fn only_event(events: &[Value], pid: u32) -> Value {
     let mine = for_pid(events, pid);
-    assert_eq!(mine.len(), 1, "expected exactly one event for pid {pid}; all events:\n{}", pretty(events));
+    assert_eq!(
+        mine.len(),
+        1,
+        "expected exactly one event for pid {pid}; all events:\n{}",
+        pretty(events)
+    );
     mine.into_iter().next().unwrap()
 }
 
@@ -69,7 +80,12 @@ fn curl_without_token_is_v1_with_full_process_identity() {
     fx.agent.wait_for_pid(run.pid, 1);
     let out = fx.stop();
 
-    assert_eq!(out.events.len(), 1, "exactly one event expected:\n{}", pretty(&out.events));
+    assert_eq!(
+        out.events.len(),
+        1,
+        "exactly one event expected:\n{}",
+        pretty(&out.events)
+    );
     let event = only_event(&out.events, run.pid);
     let mut expected = v1_get(INSTANCE_ID_PATH, 200);
     expected.extend([
@@ -77,7 +93,10 @@ fn curl_without_token_is_v1_with_full_process_identity() {
         ("process.pid", json!(run.pid)),
         ("process.parent_pid", json!(std::process::id())),
         ("process.executable.name", json!("curl")),
-        ("process.executable.path", json!(realpath_of(&env::curl().unwrap()))),
+        (
+            "process.executable.path",
+            json!(realpath_of(&env::curl().unwrap())),
+        ),
         ("process.command_line", json!(argv.join(" "))),
         ("process.command_args", json!(argv)),
         ("process.user.id", json!(0)),
@@ -86,8 +105,13 @@ fn curl_without_token_is_v1_with_full_process_identity() {
     ]);
     assert_fields(&event, &expected);
     assert_str(&event, "time", "an RFC 3339 timestamp", looks_rfc3339);
-    assert_str(&event, "user_agent.original", "curl's User-Agent", |ua| ua.starts_with("curl/"));
-    assert!(event.get("imds.connection.id").is_some_and(Value::is_u64), "imds.connection.id must be a number:\n{event:#}");
+    assert_str(&event, "user_agent.original", "curl's User-Agent", |ua| {
+        ua.starts_with("curl/")
+    });
+    assert!(
+        event.get("imds.connection.id").is_some_and(Value::is_u64),
+        "imds.connection.id must be a number:\n{event:#}"
+    );
     assert_not_true(&event, "imds.unanswered");
     assert_not_true(&event, "imds.unparsed");
 }
@@ -95,7 +119,15 @@ fn curl_without_token_is_v1_with_full_process_identity() {
 #[test]
 fn curl_token_flow_is_v2_and_the_token_never_appears() {
     let Some(fx) = Fixture::start() else { return };
-    let put = fx.run_ok(&["curl", "-s", "-X", "PUT", "-H", TTL_HEADER, &imds_url(TOKEN_PATH)]);
+    let put = fx.run_ok(&[
+        "curl",
+        "-s",
+        "-X",
+        "PUT",
+        "-H",
+        TTL_HEADER,
+        &imds_url(TOKEN_PATH),
+    ]);
     let token = put.stdout.trim().to_owned();
     assert!(token.len() > 20, "the mock returned no token: {put:?}");
     let header = format!("{TOKEN_HEADER}: {token}");
@@ -105,11 +137,20 @@ fn curl_token_flow_is_v2_and_the_token_never_appears() {
     fx.agent.wait_for_pid(get.pid, 1);
     let out = fx.stop();
 
-    assert_fields(&only_event(&out.events, put.pid), &v2("token", "PUT", TOKEN_PATH, 200));
+    assert_fields(
+        &only_event(&out.events, put.pid),
+        &v2("token", "PUT", TOKEN_PATH, 200),
+    );
     let get_event = only_event(&out.events, get.pid);
     assert_fields(&get_event, &v2("metadata", "GET", INSTANCE_ID_PATH, 200));
-    assert_str(&get_event, "process.command_line", "redacted", |c| c.contains(REDACTED));
-    assert!(!out.all_text().contains(&token), "the token leaked into the agent's output:\n{}", out.all_text());
+    assert_str(&get_event, "process.command_line", "redacted", |c| {
+        c.contains(REDACTED)
+    });
+    assert!(
+        !out.all_text().contains(&token),
+        "the token leaked into the agent's output:\n{}",
+        out.all_text()
+    );
 }
 
 #[test]
@@ -131,7 +172,9 @@ fn python_urllib_without_token_is_v1() {
         ("process.parent_pid", json!(std::process::id())),
     ]);
     assert_fields(&event, &expected);
-    assert_str(&event, "user_agent.original", "urllib's User-Agent", |ua| ua.starts_with("Python-urllib/"));
+    assert_str(&event, "user_agent.original", "urllib's User-Agent", |ua| {
+        ua.starts_with("Python-urllib/")
+    });
 }
 
 /// Request line and each header in its own TCP segment.
@@ -139,7 +182,11 @@ fn split_writes(version: &str, mid_header: bool) {
     let Some(fx) = Fixture::start() else { return };
     let python = env::python3().unwrap();
     let script = env::client_script("split_writes.py");
-    let mut argv = vec![python.to_string_lossy().into_owned(), script.to_string_lossy().into_owned(), version.to_owned()];
+    let mut argv = vec![
+        python.to_string_lossy().into_owned(),
+        script.to_string_lossy().into_owned(),
+        version.to_owned(),
+    ];
     if mid_header {
         argv.push("--mid-header".to_owned());
     }
@@ -151,15 +198,28 @@ fn split_writes(version: &str, mid_header: bool) {
     let out = fx.stop();
 
     let events = for_pid(&out.events, run.pid);
-    assert_eq!(events.len(), expected_requests, "one event per request:\n{}", pretty(&out.events));
+    assert_eq!(
+        events.len(),
+        expected_requests,
+        "one event per request:\n{}",
+        pretty(&out.events)
+    );
     if version == "v2" {
         assert_fields(&events[0], &v2("token", "PUT", TOKEN_PATH, 200));
         assert_fields(&events[1], &v2("metadata", "GET", INSTANCE_ID_PATH, 200));
-        assert_eq!(events[0]["imds.connection.id"], events[1]["imds.connection.id"], "one connection:\n{}", pretty(&events));
+        assert_eq!(
+            events[0]["imds.connection.id"],
+            events[1]["imds.connection.id"],
+            "one connection:\n{}",
+            pretty(&events)
+        );
     } else {
         assert_fields(&events[0], &v1_get(INSTANCE_ID_PATH, 200));
     }
-    assert_eq!(str_of(&events[0], "user_agent.original"), Some("imds-e2e-split-writes/1.0"));
+    assert_eq!(
+        str_of(&events[0], "user_agent.original"),
+        Some("imds-e2e-split-writes/1.0")
+    );
 }
 
 #[test]
@@ -186,24 +246,45 @@ fn keep_alive_v2_then_v1_on_one_connection() {
     let report: Value = serde_json::from_str(run.stdout.trim()).unwrap();
     assert_eq!(report["statuses"], json!([200, 200, 200]));
     let ports = report["local_ports"].as_array().unwrap();
-    assert!(ports.iter().all(|p| p == &ports[0]), "the client reconnected: {report}");
+    assert!(
+        ports.iter().all(|p| p == &ports[0]),
+        "the client reconnected: {report}"
+    );
     fx.agent.wait_for_pid(run.pid, 3);
     let out = fx.stop();
 
     let events = for_pid(&out.events, run.pid);
-    assert_eq!(events.len(), 3, "three requests, three events:\n{}", pretty(&out.events));
+    assert_eq!(
+        events.len(),
+        3,
+        "three requests, three events:\n{}",
+        pretty(&out.events)
+    );
     assert_fields(&events[0], &v2("token", "PUT", TOKEN_PATH, 200));
     assert_fields(&events[1], &v2("metadata", "GET", INSTANCE_ID_PATH, 200));
     assert_fields(&events[2], &v1_get(INSTANCE_ID_PATH, 200));
     let id = &events[0]["imds.connection.id"];
-    assert!(id.is_u64(), "imds.connection.id must be a number:\n{}", pretty(&events));
-    assert!(events.iter().all(|e| &e["imds.connection.id"] == id), "same connection id expected:\n{}", pretty(&events));
+    assert!(
+        id.is_u64(),
+        "imds.connection.id must be a number:\n{}",
+        pretty(&events)
+    );
+    assert!(
+        events.iter().all(|e| &e["imds.connection.id"] == id),
+        "same connection id expected:\n{}",
+        pretty(&events)
+    );
 }
 
 #[test]
 fn ipv6_endpoint() {
     let Some(fx) = Fixture::start() else { return };
-    let run = fx.run_ok(&["curl", "-s", "-g", "http://[fd00:ec2::254]/latest/meta-data/instance-id"]);
+    let run = fx.run_ok(&[
+        "curl",
+        "-s",
+        "-g",
+        "http://[fd00:ec2::254]/latest/meta-data/instance-id",
+    ]);
     assert_eq!(run.stdout, INSTANCE_ID);
     fx.agent.wait_for_pid(run.pid, 1);
     let out = fx.stop();
@@ -242,8 +323,17 @@ fn short_lived_process_keeps_its_identity() {
     let Some(fx) = Fixture::start() else { return };
     let url = imds_url("/latest/meta-data/ami-id");
     let argv = [
-        "curl", "--silent", "--max-time", "5", "--output", "/dev/null", "--write-out", "%{http_code}",
-        "--user-agent", "imds-e2e-short-lived/1.0", url.as_str(),
+        "curl",
+        "--silent",
+        "--max-time",
+        "5",
+        "--output",
+        "/dev/null",
+        "--write-out",
+        "%{http_code}",
+        "--user-agent",
+        "imds-e2e-short-lived/1.0",
+        url.as_str(),
     ];
     let run = fx.run_ok(&argv);
     assert_eq!(run.stdout, "200");
@@ -257,7 +347,10 @@ fn short_lived_process_keeps_its_identity() {
     let mut expected = v1_get("/latest/meta-data/ami-id", 200);
     expected.extend([
         ("process.executable.name", json!("curl")),
-        ("process.executable.path", json!(realpath_of(&env::curl().unwrap()))),
+        (
+            "process.executable.path",
+            json!(realpath_of(&env::curl().unwrap())),
+        ),
         ("process.command_line", json!(argv.join(" "))),
         ("process.command_args", json!(argv)),
         ("user_agent.original", json!("imds-e2e-short-lived/1.0")),
@@ -272,7 +365,15 @@ fn canary_token_in_argv_is_redacted_everywhere() {
     let header = format!("{TOKEN_HEADER}: {canary}");
     // The canary twice: as the token header's value, and as a bare argument (the value of
     // --noproxy, which curl never puts on the wire).
-    let argv = ["curl", "-s", "-H", header.as_str(), "--noproxy", canary.as_str(), &imds_url(INSTANCE_ID_PATH)];
+    let argv = [
+        "curl",
+        "-s",
+        "-H",
+        header.as_str(),
+        "--noproxy",
+        canary.as_str(),
+        &imds_url(INSTANCE_ID_PATH),
+    ];
     let run = fx.run(&argv);
     assert!(run.status.success(), "{run:?}");
     fx.agent.wait_for_pid(run.pid, 1);
@@ -281,7 +382,9 @@ fn canary_token_in_argv_is_redacted_everywhere() {
     let event = only_event(&out.events, run.pid);
     // Not a token the mock issued: 401.
     assert_fields(&event, &v2("metadata", "GET", INSTANCE_ID_PATH, 401));
-    assert_str(&event, "process.command_line", "redacted", |c| c.contains(REDACTED));
+    assert_str(&event, "process.command_line", "redacted", |c| {
+        c.contains(REDACTED)
+    });
     assert!(
         !out.all_text().contains(&canary),
         "the canary {canary} leaked; output file, stdout and stderr:\n{}",
@@ -291,16 +394,45 @@ fn canary_token_in_argv_is_redacted_everywhere() {
 
 #[test]
 fn required_mode_rejections_are_reported_with_401() {
-    let Some(fx) = Fixture::start_with(&MockOptions { mode: TokenMode::Required, ..MockOptions::default() }) else {
+    let Some(fx) = Fixture::start_with(&MockOptions {
+        mode: TokenMode::Required,
+        ..MockOptions::default()
+    }) else {
         return;
     };
     let url = imds_url(INSTANCE_ID_PATH);
-    let tokenless = fx.run_ok(&["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", url.as_str()]);
+    let tokenless = fx.run_ok(&[
+        "curl",
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        url.as_str(),
+    ]);
     assert_eq!(tokenless.stdout, "401");
     let bad_header = format!("{TOKEN_HEADER}: not-a-token-the-mock-issued");
-    let bad = fx.run_ok(&["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", &bad_header, url.as_str()]);
+    let bad = fx.run_ok(&[
+        "curl",
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-H",
+        &bad_header,
+        url.as_str(),
+    ]);
     assert_eq!(bad.stdout, "401");
-    let put = fx.run_ok(&["curl", "-s", "-X", "PUT", "-H", TTL_HEADER, &imds_url(TOKEN_PATH)]);
+    let put = fx.run_ok(&[
+        "curl",
+        "-s",
+        "-X",
+        "PUT",
+        "-H",
+        TTL_HEADER,
+        &imds_url(TOKEN_PATH),
+    ]);
     let good_header = format!("{TOKEN_HEADER}: {}", put.stdout.trim());
     let good = fx.run_ok(&["curl", "-s", "-H", &good_header, url.as_str()]);
     assert_eq!(good.stdout, INSTANCE_ID);
@@ -309,11 +441,26 @@ fn required_mode_rejections_are_reported_with_401() {
     }
     let out = fx.stop();
 
-    assert_fields(&only_event(&out.events, tokenless.pid), &v1_get(INSTANCE_ID_PATH, 401));
-    assert_fields(&only_event(&out.events, bad.pid), &v2("metadata", "GET", INSTANCE_ID_PATH, 401));
-    assert_fields(&only_event(&out.events, put.pid), &v2("token", "PUT", TOKEN_PATH, 200));
-    assert_fields(&only_event(&out.events, good.pid), &v2("metadata", "GET", INSTANCE_ID_PATH, 200));
-    assert!(!out.all_text().contains(put.stdout.trim()), "the token leaked");
+    assert_fields(
+        &only_event(&out.events, tokenless.pid),
+        &v1_get(INSTANCE_ID_PATH, 401),
+    );
+    assert_fields(
+        &only_event(&out.events, bad.pid),
+        &v2("metadata", "GET", INSTANCE_ID_PATH, 401),
+    );
+    assert_fields(
+        &only_event(&out.events, put.pid),
+        &v2("token", "PUT", TOKEN_PATH, 200),
+    );
+    assert_fields(
+        &only_event(&out.events, good.pid),
+        &v2("metadata", "GET", INSTANCE_ID_PATH, 200),
+    );
+    assert!(
+        !out.all_text().contains(put.stdout.trim()),
+        "the token leaked"
+    );
 }
 
 fn random_u64() -> u64 {

@@ -1,7 +1,11 @@
 //! Traffic that is not plain AWS IMDS: other clouds' metadata services on the same address,
 //! garbage, an unanswered token PUT, other destinations, and processes outside the cgroup.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code: a panic is the failure report")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is the failure report"
+)]
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -16,7 +20,12 @@ const INSTANCE_ID: &str = "i-0123456789abcdef0";
 #[track_caller]
 fn only_event(events: &[Value], pid: u32) -> Value {
     let mine = for_pid(events, pid);
-    assert_eq!(mine.len(), 1, "expected exactly one event for pid {pid}; all events:\n{}", pretty(events));
+    assert_eq!(
+        mine.len(),
+        1,
+        "expected exactly one event for pid {pid}; all events:\n{}",
+        pretty(events)
+    );
     mine.into_iter().next().unwrap()
 }
 
@@ -31,15 +40,35 @@ fn sentinel(fx: &Fixture) -> u32 {
 #[test]
 fn other_clouds_are_not_imds_v1() {
     let Some(fx) = Fixture::start() else { return };
+    // (cloud, flavour header, request target). As in OpenTelemetry, `url.path` stops at
+    // `?` and the rest is `url.query`.
     let cases = [
-        ("gcp", "Metadata-Flavor: Google", "/computeMetadata/v1/instance/id", "/computeMetadata/v1/instance/id"),
-        ("azure", "Metadata: true", "/metadata/instance?api-version=2021-02-01", "/metadata/instance"),
-        ("oci", "Authorization: Bearer Oracle", "/opc/v2/instance/", "/opc/v2/instance/"),
+        (
+            "gcp",
+            "Metadata-Flavor: Google",
+            "/computeMetadata/v1/instance/id",
+        ),
+        (
+            "azure",
+            "Metadata: true",
+            "/metadata/instance?api-version=2021-02-01",
+        ),
+        ("oci", "Authorization: Bearer Oracle", "/opc/v2/instance/"),
     ];
     let runs: Vec<_> = cases
         .iter()
-        .map(|(_, header, path, _)| {
-            let run = fx.run_ok(&["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", header, &imds_url(path)]);
+        .map(|(_, header, path)| {
+            let run = fx.run_ok(&[
+                "curl",
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-H",
+                header,
+                &imds_url(path),
+            ]);
             assert_eq!(run.stdout, "200", "mock refused {path}");
             run
         })
@@ -49,8 +78,13 @@ fn other_clouds_are_not_imds_v1() {
     }
     let out = fx.stop();
 
-    for ((cloud, _, _, path), run) in cases.iter().zip(&runs) {
+    for ((cloud, _, path), run) in cases.iter().zip(&runs) {
         let event = only_event(&out.events, run.pid);
+        let (path, query) = match path.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (*path, None),
+        };
+        assert_eq!(event.get("url.query").and_then(|q| q.as_str()), query, "{event}");
         assert_fields(
             &event,
             &[
@@ -76,16 +110,26 @@ fn garbage_is_reported_unparsed_and_the_agent_keeps_working() {
 
     let event = only_event(&out.events, garbage.pid);
     assert_fields(&event, &[("imds.unparsed", json!(true))]);
-    assert_str(&event, "imds.unparsed.reason", "a non-empty reason", |r| !r.trim().is_empty());
+    assert_str(&event, "imds.unparsed.reason", "a non-empty reason", |r| {
+        !r.trim().is_empty()
+    });
     assert_fields(
         &only_event(&out.events, later),
-        &[("imds.version", json!("v1")), ("http.response.status_code", json!(200))],
+        &[
+            ("imds.version", json!("v1")),
+            ("http.response.status_code", json!(200)),
+        ],
     );
 }
 
 #[test]
 fn unanswered_token_put_is_reported_without_status() {
-    let Some(fx) = Fixture::start_with(&MockOptions { ignore_put: true, ..MockOptions::default() }) else { return };
+    let Some(fx) = Fixture::start_with(&MockOptions {
+        ignore_put: true,
+        ..MockOptions::default()
+    }) else {
+        return;
+    };
     let run = fx.run(&[
         "curl",
         "-s",
@@ -113,7 +157,10 @@ fn unanswered_token_put_is_reported_without_status() {
             ("url.path", json!("/latest/api/token")),
         ],
     );
-    assert!(event.get("http.response.status_code").is_none(), "no status was seen:\n{event:#}");
+    assert!(
+        event.get("http.response.status_code").is_none(),
+        "no status was seen:\n{event:#}"
+    );
 }
 
 #[test]
@@ -122,11 +169,22 @@ fn other_destinations_are_not_reported() {
         // A second HTTP server on loopback, and the Route 53 resolver and ECS task metadata
         // addresses (link-local, not IMDS) served by the mock's 0.0.0.0:80 listener.
         extra_listen: vec!["127.0.0.1:8080".to_owned()],
-        extra_addrs: vec!["169.254.169.253/32".to_owned(), "169.254.170.2/32".to_owned()],
+        extra_addrs: vec![
+            "169.254.169.253/32".to_owned(),
+            "169.254.170.2/32".to_owned(),
+        ],
         ..MockOptions::default()
     };
-    let Some(fx) = Fixture::start_with(&mock) else { return };
-    for base in ["http://127.0.0.1:8080", "http://127.0.0.1", "http://169.254.169.253", "http://169.254.170.2", "http://[::1]"] {
+    let Some(fx) = Fixture::start_with(&mock) else {
+        return;
+    };
+    for base in [
+        "http://127.0.0.1:8080",
+        "http://127.0.0.1",
+        "http://169.254.169.253",
+        "http://169.254.170.2",
+        "http://[::1]",
+    ] {
         let run = fx.run_ok(&["curl", "-s", "-g", &format!("{base}{INSTANCE_ID_PATH}")]);
         assert_eq!(run.stdout, INSTANCE_ID, "{base} was not served");
     }
@@ -134,7 +192,12 @@ fn other_destinations_are_not_reported() {
     std::thread::sleep(Duration::from_millis(500));
     let out = fx.stop();
 
-    assert_eq!(out.events.len(), 1, "only the sentinel's request is IMDS:\n{}", pretty(&out.events));
+    assert_eq!(
+        out.events.len(),
+        1,
+        "only the sentinel's request is IMDS:\n{}",
+        pretty(&out.events)
+    );
     only_event(&out.events, sentinel);
 }
 
@@ -143,15 +206,31 @@ fn processes_outside_the_cgroup_are_not_reported() {
     let Some(fx) = Fixture::start() else { return };
     // Same namespace, same endpoint, but the test's own cgroup, not the agent's.
     let outside = Command::new("ip")
-        .args(["netns", "exec", fx.netns.name(), "curl", "-s", &imds_url(INSTANCE_ID_PATH)])
+        .args([
+            "netns",
+            "exec",
+            fx.netns.name(),
+            "curl",
+            "-s",
+            &imds_url(INSTANCE_ID_PATH),
+        ])
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    assert_eq!(String::from_utf8_lossy(&outside.stdout), INSTANCE_ID, "{outside:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&outside.stdout),
+        INSTANCE_ID,
+        "{outside:?}"
+    );
     let sentinel = sentinel(&fx);
     std::thread::sleep(Duration::from_millis(500));
     let out = fx.stop();
 
-    assert_eq!(out.events.len(), 1, "only the process inside the cgroup counts:\n{}", pretty(&out.events));
+    assert_eq!(
+        out.events.len(),
+        1,
+        "only the process inside the cgroup counts:\n{}",
+        pretty(&out.events)
+    );
     only_event(&out.events, sentinel);
 }

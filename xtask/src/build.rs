@@ -36,15 +36,23 @@ pub fn build(options: &BuildOptions) -> anyhow::Result<PathBuf> {
     }
     section("building the agent (release)");
     let mut cmd = cargo();
-    cmd.args(["build", "--release", "--package", AGENT_PACKAGE, "--bin", AGENT_BIN])
-        .args(["--message-format", "json-render-diagnostics"])
-        .stdout(Stdio::piped());
+    cmd.args([
+        "build",
+        "--release",
+        "--package",
+        AGENT_PACKAGE,
+        "--bin",
+        AGENT_BIN,
+    ])
+    .args(["--message-format", "json-render-diagnostics"])
+    .stdout(Stdio::piped());
     eprintln!("$ {}", describe(&cmd));
     let mut child = cmd.spawn().context("starting cargo build")?;
     let stdout = child.stdout.take().context("cargo build stdout")?;
     let mut binary = None;
     for message in Message::parse_stream(BufReader::new(stdout)) {
-        if let Message::CompilerArtifact(artifact) = message.context("reading cargo's JSON messages")?
+        if let Message::CompilerArtifact(artifact) =
+            message.context("reading cargo's JSON messages")?
             && artifact.target.name == AGENT_BIN
             && let Some(executable) = artifact.executable
         {
@@ -63,16 +71,36 @@ pub fn ensure_toolchain() -> anyhow::Result<()> {
     section("BPF toolchain");
     let toolchains = output(Command::new("rustup").args(["toolchain", "list"]))
         .context("rustup is needed to install the nightly toolchain aya-build uses")?;
-    if !toolchains.lines().any(|l| l.starts_with(&format!("{NIGHTLY}-")) || l.trim() == NIGHTLY) {
-        run(Command::new("rustup").args(["toolchain", "install", NIGHTLY, "--profile", "minimal"]))?;
+    if !toolchains
+        .lines()
+        .any(|l| l.starts_with(&format!("{NIGHTLY}-")) || l.trim() == NIGHTLY)
+    {
+        run(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            NIGHTLY,
+            "--profile",
+            "minimal",
+        ]))?;
     }
-    let components = output(Command::new("rustup").args(["component", "list", "--installed", "--toolchain", NIGHTLY]))?;
+    let components = output(Command::new("rustup").args([
+        "component",
+        "list",
+        "--installed",
+        "--toolchain",
+        NIGHTLY,
+    ]))?;
     if !components.lines().any(|l| l.starts_with("rust-src")) {
         run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", NIGHTLY]))?;
     }
     if !on_path("bpf-linker") {
         // `cargo +nightly` needs the rustup proxy, not the toolchain's cargo in $CARGO.
-        run(Command::new("cargo").args([&format!("+{NIGHTLY}"), "install", BPF_LINKER, "--locked"]))?;
+        run(Command::new("cargo").args([
+            &format!("+{NIGHTLY}"),
+            "install",
+            BPF_LINKER,
+            "--locked",
+        ]))?;
         if !on_path("bpf-linker") {
             bail!("bpf-linker was installed but is not on PATH; add ~/.cargo/bin to PATH");
         }

@@ -43,7 +43,9 @@ pub struct Options {
 
 pub fn demo(options: &Options) -> anyhow::Result<()> {
     if !is_root() {
-        bail!("the demo needs root (network namespace, cgroup, eBPF): run `sudo -E env PATH=\"$PATH\" cargo xtask demo`");
+        bail!(
+            "the demo needs root (network namespace, cgroup, eBPF): run `sudo -E env PATH=\"$PATH\" cargo xtask demo`"
+        );
     }
     let bin = match &options.agent_bin {
         Some(bin) => bin.clone(),
@@ -53,15 +55,27 @@ pub fn demo(options: &Options) -> anyhow::Result<()> {
     // Ctrl-C reaches the whole foreground process group (mock, clients); we finish in order.
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
     unsafe {
-        sigaction(Signal::SIGINT, &SigAction::new(SigHandler::Handler(on_sigint), SaFlags::empty(), SigSet::empty()))
+        sigaction(
+            Signal::SIGINT,
+            &SigAction::new(
+                SigHandler::Handler(on_sigint),
+                SaFlags::empty(),
+                SigSet::empty(),
+            ),
+        )
     }
     .context("installing the SIGINT handler")?;
 
     let name = env::unique_name();
-    section(&format!("network namespace {name}: 169.254.169.254 and fd00:ec2::254 on lo, mock IMDS on :80"));
+    section(&format!(
+        "network namespace {name}: 169.254.169.254 and fd00:ec2::254 on lo, mock IMDS on :80"
+    ));
     let netns = NetNs::create(&name, &MockOptions::default())?;
     let cgroup = TestCgroup::create(&name)?;
-    section(&format!("agent attached to cgroup {}", cgroup.path().display()));
+    section(&format!(
+        "agent attached to cgroup {}",
+        cgroup.path().display()
+    ));
     let mut agent = Agent::start_with(
         cgroup.path(),
         &AgentOptions {
@@ -78,12 +92,32 @@ pub fn demo(options: &Options) -> anyhow::Result<()> {
                       curl -s -H \"X-aws-ec2-metadata-token: $TOKEN\" \
                       http://169.254.169.254/latest/meta-data/instance-id";
     let python = python.to_string_lossy().into_owned();
-    let urllib = env::client_script("urllib_get.py").to_string_lossy().into_owned();
+    let urllib = env::client_script("urllib_get.py")
+        .to_string_lossy()
+        .into_owned();
     let clients: [(&str, Vec<&str>); 4] = [
-        ("IMDSv1: curl without a token", vec!["curl", "-s", "http://169.254.169.254/latest/meta-data/instance-id"]),
-        ("IMDSv2: the token flow (PUT, then GET with the token)", vec!["sh", "-c", token_flow]),
+        (
+            "IMDSv1: curl without a token",
+            vec![
+                "curl",
+                "-s",
+                "http://169.254.169.254/latest/meta-data/instance-id",
+            ],
+        ),
+        (
+            "IMDSv2: the token flow (PUT, then GET with the token)",
+            vec!["sh", "-c", token_flow],
+        ),
         ("IMDSv1: Python urllib", vec![&python, &urllib]),
-        ("IMDSv1 over IPv6: curl", vec!["curl", "-s", "-g", "http://[fd00:ec2::254]/latest/meta-data/instance-id"]),
+        (
+            "IMDSv1 over IPv6: curl",
+            vec![
+                "curl",
+                "-s",
+                "-g",
+                "http://[fd00:ec2::254]/latest/meta-data/instance-id",
+            ],
+        ),
     ];
     for (what, argv) in &clients {
         if interrupted() {
@@ -92,7 +126,12 @@ pub fn demo(options: &Options) -> anyhow::Result<()> {
         section(&format!("client: {what}"));
         eprintln!("$ {}", display_argv(argv));
         let run = run_client(&netns, &cgroup, argv)?;
-        eprintln!("-> pid {}, {}, answer {:?}", run.pid, run.status, run.stdout.trim());
+        eprintln!(
+            "-> pid {}, {}, answer {:?}",
+            run.pid,
+            run.status,
+            run.stdout.trim()
+        );
         std::thread::sleep(Duration::from_millis(300));
     }
     let deadline = Instant::now() + Duration::from_secs(options.linger);

@@ -1,9 +1,10 @@
-//! Developer tasks for imds-agent: `cargo xtask <build|test|run|demo>`.
+//! Developer tasks for imds-agent: `cargo xtask <build|test|run|demo|bench>`.
 //!
 //! Building itself is cargo's job (imds-agent's build.rs compiles the eBPF programs with
 //! aya-build); xtask adds what cargo cannot: installing the BPF toolchain, running the
 //! privileged end-to-end tests with the freshly built binary, and a live demo.
 
+mod bench;
 mod build;
 mod demo;
 mod run;
@@ -13,7 +14,11 @@ mod util;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "cargo xtask", bin_name = "cargo xtask", about = "imds-agent developer tasks")]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "imds-agent developer tasks"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -31,6 +36,9 @@ enum Command {
     /// Live demo: a network namespace with a mock IMDS, real clients, the agent's JSON on
     /// stdout. Needs root.
     Demo(demo::Options),
+    /// Measure the egress program against an empty cgroup_skb program on the same traffic
+    /// (BPF_PROG_TEST_RUN and bpf_stats), side by side in one run. Needs root.
+    Bench(bench::Options),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -44,5 +52,6 @@ fn main() -> anyhow::Result<()> {
         Command::Test(options) => test::test(&options),
         Command::Run(options) => run::run(&options),
         Command::Demo(options) => demo::demo(&options),
+        Command::Bench(options) => bench::bench(&options),
     }
 }

@@ -28,7 +28,12 @@ pub struct Options {
 }
 
 pub fn test(options: &Options) -> anyhow::Result<()> {
-    let Options { unit_only, e2e_only, build, args } = options;
+    let Options {
+        unit_only,
+        e2e_only,
+        build,
+        args,
+    } = options;
     if !unit_only && !is_root() {
         bail!(
             "the end-to-end tests need root (network namespaces, cgroups, loading eBPF): \
@@ -55,7 +60,10 @@ pub fn test(options: &Options) -> anyhow::Result<()> {
         }
     }
     if !unit_only {
-        section(&format!("end-to-end tests ({AGENT_BIN_ENV}={})", bin.display()));
+        section(&format!(
+            "end-to-end tests ({AGENT_BIN_ENV}={})",
+            bin.display()
+        ));
         if let Err(e) = run(cargo()
             .args(["test", "--package", E2E_PACKAGE, "--no-fail-fast", "--"])
             .args(args)

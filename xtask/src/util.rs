@@ -49,7 +49,11 @@ pub fn output(cmd: &mut Command) -> anyhow::Result<String> {
     let line = describe(cmd);
     let out = cmd.output().with_context(|| format!("starting `{line}`"))?;
     if !out.status.success() {
-        bail!("`{line}` failed: {}: {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "`{line}` failed: {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
