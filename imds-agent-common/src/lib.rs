@@ -33,6 +33,29 @@ pub const EXE_COMPONENT_LEN: usize = 64;
 pub const COMM_LEN: usize = 16;
 /// Ancestors (parent, grandparent, ...) recorded at connect time.
 pub const ANCESTORS: usize = 8;
+/// Bytes of the environment block scanned for allow-listed variables (kernel memory only;
+/// nothing but matching variables ever leaves the kernel).
+pub const ENV_SCAN_LEN: usize = 16384;
+/// Allow-listed environment variables copied per connect.
+pub const ENV_VARS: usize = 8;
+/// Bytes kept of one `NAME=VALUE`.
+pub const ENV_VAR_LEN: usize = 256;
+/// Size of the allow-list of variable-name hashes.
+pub const ENV_ALLOW_MAX: usize = 32;
+
+/// FNV-1a (32-bit) of an environment variable's name: how the kernel side recognises
+/// allow-listed names without string compares. User space re-checks the exact name.
+pub const fn env_name_hash(name: &[u8]) -> u32 {
+    let mut h = ENV_HASH_BASIS;
+    let mut i = 0;
+    while i < name.len() {
+        h = (h ^ name[i] as u32).wrapping_mul(ENV_HASH_PRIME);
+        i += 1;
+    }
+    h
+}
+pub const ENV_HASH_BASIS: u32 = 0x811c_9dc5;
+pub const ENV_HASH_PRIME: u32 = 0x0100_0193;
 
 /// Record kinds. Never reuse a number.
 pub mod kind {
@@ -62,6 +85,8 @@ pub mod connect_flags {
     pub const EXE_OK: u32 = 1 << 3;
     /// `ancestors` holds `ancestor_count` entries.
     pub const ANCESTORS_OK: u32 = 1 << 4;
+    /// The environment was scanned; `env` holds `env_count` allow-listed variables.
+    pub const ENV_OK: u32 = 1 << 5;
 }
 
 /// Bits of [`SegmentEvent::flags`].
@@ -149,6 +174,11 @@ pub struct ConnectEvent {
     pub ancestor_count: u32,
     /// Parent first.
     pub ancestors: [Ancestor; ANCESTORS],
+    /// Entries used in `env` (valid with [`connect_flags::ENV_OK`]).
+    pub env_count: u32,
+    pub _pad3: u32,
+    /// Allow-listed `NAME=VALUE` strings, NUL-terminated.
+    pub env: [[u8; ENV_VAR_LEN]; ENV_VARS],
 }
 
 /// Up to [`CHUNK_LEN`] bytes of one TCP segment to or from IMDS. Written from the cgroup_skb
@@ -182,7 +212,7 @@ pub struct SegmentEvent {
 /// handed to the programs as a read-only global. `valid == 0` disables everything that
 /// needs them (the agent still reports tgid, pid, uid, gid, comm and cgroup id).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub struct KernelOffsets {
     pub valid: u32,
     pub task_tgid: u32,
@@ -207,7 +237,16 @@ pub struct KernelOffsets {
     pub css_set_dfl_cgrp: u32,
     pub cgroup_kn: u32,
     pub kernfs_node_id: u32,
-    pub _pad: u32,
+    pub mm_env_start: u32,
+    pub mm_env_end: u32,
+    /// Allow-listed name hashes ([`env_name_hash`]); 0 = unused slot.
+    pub env_allow: [u32; ENV_ALLOW_MAX],
+}
+
+impl Default for KernelOffsets {
+    fn default() -> Self {
+        Self::ZERO
+    }
 }
 
 impl KernelOffsets {
@@ -234,7 +273,9 @@ impl KernelOffsets {
         css_set_dfl_cgrp: 0,
         cgroup_kn: 0,
         kernfs_node_id: 0,
-        _pad: 0,
+        mm_env_start: 0,
+        mm_env_end: 0,
+        env_allow: [0; ENV_ALLOW_MAX],
     };
 }
 
@@ -244,7 +285,10 @@ const _: () = assert!(
     core::mem::size_of::<ConnectEvent>()
         == 24 + 24 + 16 + 8 + 16 + COMM_LEN + ARGV_LEN + EXE_DEPTH * EXE_COMPONENT_LEN + 8
             + ANCESTORS * core::mem::size_of::<Ancestor>()
+            + 8
+            + ENV_VARS * ENV_VAR_LEN
 );
+const _: () = assert!(ENV_SCAN_LEN.is_power_of_two() && ENV_VARS.is_power_of_two());
 const _: () = assert!(core::mem::size_of::<Ancestor>() == 40);
 const _: () = assert!(ARGV_LEN.is_power_of_two());
 const _: () = assert!(CHUNK_LEN.is_power_of_two());

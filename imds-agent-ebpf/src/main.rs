@@ -28,7 +28,7 @@ use aya_ebpf::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
         generated::{
             bpf_get_current_cgroup_id, bpf_get_current_task, bpf_get_socket_cookie,
-            bpf_ktime_get_boot_ns, bpf_probe_read_kernel, bpf_probe_read_kernel_str,
+            bpf_ktime_get_boot_ns, bpf_loop, bpf_probe_read_kernel, bpf_probe_read_kernel_str,
             bpf_probe_read_user, bpf_skb_load_bytes,
         },
     },
@@ -37,7 +37,8 @@ use aya_ebpf::{
     programs::{SkBuffContext, SockAddrContext},
 };
 use imds_agent_common::{
-    ANCESTORS, ARGV_LEN, CHUNK_LEN, COMM_LEN, ConnectEvent, EXE_COMPONENT_LEN, EXE_DEPTH, EventHeader,
+    ANCESTORS, ARGV_LEN, ENV_ALLOW_MAX, ENV_HASH_BASIS, ENV_HASH_PRIME, ENV_SCAN_LEN,
+    ENV_VAR_LEN, ENV_VARS, CHUNK_LEN, COMM_LEN, ConnectEvent, EXE_COMPONENT_LEN, EXE_DEPTH, EventHeader,
     IMDS_PORT, IMDS_V4, IMDS_V4_MAPPED, IMDS_V6, KernelOffsets, MAX_CHUNKS, SegmentEvent,
     connect_flags, counter, direction, kind, segment_flags,
 };
@@ -58,6 +59,16 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(8 << 20, 0);
 /// Per-CPU counters, indices in [`counter`].
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
+
+/// Scratch copy of a process's environment block, scanned in place. Kernel memory: only
+/// allow-listed variables are ever copied out of it.
+#[repr(C)]
+pub struct EnvScratch {
+    buf: [u8; ENV_SCAN_LEN + ENV_VAR_LEN],
+}
+
+#[map]
+static ENV_SCRATCH: PerCpuArray<EnvScratch> = PerCpuArray::with_max_entries(1, 0);
 
 /// Kernel struct offsets, filled in by the loader from the running kernel's BTF.
 #[unsafe(no_mangle)]
@@ -187,10 +198,22 @@ unsafe fn on_connect(ctx: &SockAddrContext, v6: bool) {
         (*ev).comm = bpf_get_current_comm().unwrap_or([0u8; COMM_LEN]);
         (*ev).exe_depth = 0;
         (*ev).ancestor_count = 0;
+        (*ev).env_count = 0;
+        (*ev)._pad3 = 0;
         (*ev).argv[0] = 0;
         read_task(ev);
     }
     entry.submit(0);
+}
+
+/// The loader-filled offsets. Read through a pointer laundered by a volatile load, so the
+/// compiler cannot fold the all-zero initial value, and without copying the struct onto
+/// the 512-byte BPF stack.
+#[inline(always)]
+fn offsets() -> &'static KernelOffsets {
+    let p: *const KernelOffsets = &raw const OFFSETS;
+    // SAFETY: reading a local pointer; the result points at the global.
+    unsafe { &*core::ptr::read_volatile(&raw const p) }
 }
 
 /// Reads a kernel pointer-sized value at `base + off`; 0 on failure.
@@ -223,9 +246,7 @@ unsafe fn kread_u32(base: u64, off: u32) -> u32 {
 /// Fills the parts of a connect record that need kernel struct offsets.
 #[inline(always)]
 unsafe fn read_task(ev: *mut ConnectEvent) {
-    // SAFETY: OFFSETS is a read-only global the loader fills in; volatile so the compiler
-    // does not fold the all-zero initial value.
-    let off: KernelOffsets = unsafe { core::ptr::read_volatile(&raw const OFFSETS) };
+    let off = offsets();
     if off.valid == 0 {
         return;
     }
@@ -251,7 +272,7 @@ unsafe fn read_task(ev: *mut ConnectEvent) {
                 (*ev).comm = comm;
             }
             (*ev).flags |= connect_flags::TASK_OK;
-            read_ancestors(ev, &off, parent);
+            read_ancestors(ev, off, parent);
         }
 
         let mm = kread_u64(task, off.task_mm);
@@ -277,6 +298,8 @@ unsafe fn read_task(ev: *mut ConnectEvent) {
                 (*ev).flags |= connect_flags::ARGV_OK;
             }
         }
+
+        read_env(ev, off, mm);
 
         let exe_file = kread_u64(mm, off.mm_exe_file);
         if exe_file == 0 {
@@ -333,6 +356,133 @@ unsafe fn read_task(ev: *mut ConnectEvent) {
             d += 1;
         }
         (*ev).exe_depth = depth;
+    }
+}
+
+/// State of the environment scan, shared with [`env_step`].
+#[repr(C)]
+struct EnvScan {
+    /// Index where the current variable starts.
+    start: u32,
+    hash: u32,
+    /// Still inside the name (before '=').
+    in_name: u32,
+    count: u32,
+    starts: [u32; ENV_VARS],
+}
+
+/// One byte of the environment scan (bpf_loop callback). Returns 0 to go on, 1 to stop.
+#[inline(never)]
+extern "C" fn env_step(index: u64, ctx: *mut core::ffi::c_void) -> i64 {
+    let st = ctx.cast::<EnvScan>();
+    let Some(scratch) = ENV_SCRATCH.get_ptr(0) else {
+        return 1;
+    };
+    let i = (index as u32) & (ENV_SCAN_LEN as u32 - 1);
+    // SAFETY: `st` is the caller's EnvScan; `scratch` a map value of the right size and
+    // `i` is masked into it.
+    unsafe {
+        let b = (*scratch).buf[i as usize];
+        if b == 0 {
+            (*st).start = i + 1;
+            (*st).hash = ENV_HASH_BASIS;
+            (*st).in_name = 1;
+            return 0;
+        }
+        if (*st).in_name == 0 {
+            return 0;
+        }
+        if b != b'=' {
+            (*st).hash = ((*st).hash ^ u32::from(b)).wrapping_mul(ENV_HASH_PRIME);
+            return 0;
+        }
+        (*st).in_name = 0;
+        let h = (*st).hash;
+        let allow = &offsets().env_allow;
+        let mut j = 0;
+        while j < ENV_ALLOW_MAX {
+            let a = allow[j];
+            if a == 0 {
+                break;
+            }
+            if a == h {
+                let c = (*st).count;
+                if c as usize >= ENV_VARS {
+                    return 1;
+                }
+                (*st).starts[c as usize & (ENV_VARS - 1)] = (*st).start;
+                (*st).count = c + 1;
+                break;
+            }
+            j += 1;
+        }
+    }
+    0
+}
+
+/// Copies the allow-listed environment variables of the current process into `ev`.
+#[inline(always)]
+unsafe fn read_env(ev: *mut ConnectEvent, off: &KernelOffsets, mm: u64) {
+    if off.env_allow[0] == 0 {
+        return;
+    }
+    let Some(scratch) = ENV_SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: user memory through bpf_probe_read_user into the per-CPU scratch; `ev` is a
+    // reserved record.
+    unsafe {
+        let env_start = kread_u64(mm, off.mm_env_start);
+        let env_end = kread_u64(mm, off.mm_env_end);
+        if env_end <= env_start {
+            return;
+        }
+        let mut len = env_end - env_start;
+        if len > (ENV_SCAN_LEN - 1) as u64 {
+            len = (ENV_SCAN_LEN - 1) as u64;
+        }
+        let len = (len as u32) & (ENV_SCAN_LEN as u32 - 1);
+        if bpf_probe_read_user(
+            (*scratch).buf.as_mut_ptr().cast(),
+            len,
+            env_start as *const core::ffi::c_void,
+        ) != 0
+        {
+            return;
+        }
+        // Whatever a previous scan left past `len` must never be read as part of a value.
+        (*scratch).buf[len as usize & (ENV_SCAN_LEN - 1)] = 0;
+        let mut st = EnvScan {
+            start: 0,
+            hash: ENV_HASH_BASIS,
+            in_name: 1,
+            count: 0,
+            starts: [0; ENV_VARS],
+        };
+        bpf_loop(
+            len,
+            env_step as *mut core::ffi::c_void,
+            (&raw mut st).cast(),
+            0,
+        );
+        let mut k = 0;
+        while k < ENV_VARS {
+            if k as u32 >= st.count {
+                break;
+            }
+            let start = st.starts[k] as usize & (ENV_SCAN_LEN - 1);
+            if bpf_probe_read_kernel_str(
+                (*ev).env[k].as_mut_ptr().cast(),
+                ENV_VAR_LEN as u32,
+                (*scratch).buf.as_ptr().add(start).cast(),
+            ) < 0
+            {
+                (*ev).env[k][0] = 0;
+            }
+            k += 1;
+        }
+        (*ev).env_count = st.count;
+        (*ev).flags |= connect_flags::ENV_OK;
     }
 }
 

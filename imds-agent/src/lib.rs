@@ -14,3 +14,4 @@ pub mod pipeline;
 pub mod preflight;
 pub mod process;
 pub mod run;
+pub mod workload;

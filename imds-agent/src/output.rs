@@ -11,6 +11,10 @@ use serde_json::{Map, Value, json};
 use crate::{
     classify::{Exchange, RequestRecord},
     process::{self, ProcessInfo},
+    workload::{
+        Workload,
+        sdk::{Diagnosis, SdkInfo},
+    },
 };
 
 /// About the connection a request travelled on.
@@ -31,6 +35,12 @@ pub struct Report {
     pub attribution: Option<ProcessInfo>,
     /// Response bytes were lost, so a missing response proves nothing.
     pub response_lost: bool,
+    /// The client, from the User-Agent or the process.
+    pub sdk: Option<SdkInfo>,
+    /// Why a v1 request is v1, and what to do (v1 requests only).
+    pub diagnosis: Option<Diagnosis>,
+    /// The workload the process belongs to.
+    pub workload: Option<Workload>,
 }
 
 /// The port IMDS listens on.
@@ -44,6 +54,9 @@ impl Report {
             meta,
             attribution,
             response_lost,
+            sdk,
+            diagnosis,
+            workload,
         } = self;
         let mut m = Map::new();
         m.insert("time".into(), json!(rfc3339(meta.time_ns)));
@@ -123,7 +136,20 @@ impl Report {
             }
             None => {
                 m.insert("imds.attribution".into(), json!("unknown"));
+                m.insert("workload".into(), json!("unknown (connected before the agent started)"));
             }
+        }
+        if let (Some(w), Some(a)) = (workload, attribution) {
+            w.add_json(a, &mut m);
+        }
+        if let Some(s) = sdk {
+            m.insert("imds.sdk.name".into(), json!(s.name));
+            m.insert("imds.sdk.version".into(), json!(s.version));
+            m.insert("imds.sdk.supports_v2".into(), json!(s.supports_v2));
+        }
+        if let Some(d) = diagnosis {
+            m.insert("imds.v1_cause".into(), json!(d.cause.as_str()));
+            m.insert("imds.v1_advice".into(), json!(d.advice));
         }
         Value::Object(m)
     }

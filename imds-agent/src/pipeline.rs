@@ -13,11 +13,21 @@ use imds_agent_common::{
 };
 
 use crate::{
-    classify::{Connection, Direction, Exchange},
+    classify::{Connection, Direction, Exchange, ImdsVersion, RequestKind, RequestRecord},
     kernel::events::Record,
     output::{ConnMeta, Report},
     process::{Attributor, ProcessInfo},
+    workload::{
+        HostContext, Workload, k8s::PodCache,
+        sdk::{self, TokenHistory},
+    },
 };
+
+/// A process, across pid reuse: (pid, start time).
+type ProcKey = (u32, u64);
+
+/// Most processes whose token history is kept.
+const MAX_HISTORIES: usize = 4096;
 
 const TCP_FIN: u8 = 0x01;
 const TCP_SYN: u8 = 0x02;
@@ -61,6 +71,10 @@ pub struct Tracker {
     next_id: u64,
     attributor: Attributor,
     clock: WallClock,
+    host: HostContext,
+    pods: Option<PodCache>,
+    /// What each process did with token requests, for the v1 diagnosis.
+    history: HashMap<ProcKey, (TokenHistory, Instant)>,
 }
 
 impl Tracker {
@@ -71,7 +85,16 @@ impl Tracker {
             next_id: 1,
             attributor,
             clock: WallClock::new(),
+            host: HostContext::detect(),
+            pods: None,
+            history: HashMap::new(),
         }
+    }
+
+    /// Resolves Kubernetes pods through this cache (when running on a node).
+    pub fn with_pods(mut self, pods: Option<PodCache>) -> Self {
+        self.pods = pods;
+        self
     }
 
     /// Connections currently tracked.
@@ -96,7 +119,7 @@ impl Tracker {
         // A cookie is never reused while the kernel runs, but a stale entry from a lost
         // close would otherwise mislabel: flush it.
         if let Some(mut old) = self.conns.remove(&cookie) {
-            flush(&mut old, out, &self.clock);
+            self.flush(&mut old, now, out);
         }
         // Rule-based redaction happens here; the token the requests carry is redacted
         // again when each request is reported.
@@ -130,7 +153,7 @@ impl Tracker {
                 "tracking {} IMDS connections; flushing the least recently active",
                 self.cfg.max_connections
             );
-            flush(&mut old, out, &self.clock);
+            self.flush(&mut old, now, out);
         }
         self.conns.insert(
             cookie,
@@ -204,62 +227,151 @@ impl Tracker {
                 state.conn.on_close(dir);
             }
         }
-        for exchange in state.conn.take_ready() {
-            out.push(report(state, exchange, &self.clock));
+        let ready = state.conn.take_ready();
+        let closed = state.conn.is_closed();
+        let lost = state.conn.response_tracking_lost();
+        let (meta, attribution) = (state.meta.clone(), state.attribution.clone());
+        for exchange in ready {
+            let r = self.report(&meta, attribution.as_ref(), exchange, lost, now);
+            out.push(r);
         }
-        if state.conn.is_closed()
-            && let Some(mut state) = self.conns.remove(&cookie)
-        {
-            flush(&mut state, out, &self.clock);
+        if closed && let Some(mut state) = self.conns.remove(&cookie) {
+            self.flush(&mut state, now, out);
         }
     }
 
     /// Reports requests left unanswered past the response timeout and forgets silent
     /// connections. Call about once a second.
     pub fn tick(&mut self, now: Instant, out: &mut Vec<Report>) {
+        let mut idle_flush = Vec::new();
         let mut forget = Vec::new();
-        for (cookie, state) in &mut self.conns {
+        for (cookie, state) in &self.conns {
             let idle = now.saturating_duration_since(state.last_seen);
-            if state.active && idle >= self.cfg.response_timeout {
-                flush(state, out, &self.clock);
-                state.conn = Connection::new();
-                state.active = false;
-            }
             if idle >= self.cfg.forget_after {
                 forget.push(*cookie);
+            } else if state.active && idle >= self.cfg.response_timeout {
+                idle_flush.push(*cookie);
+            }
+        }
+        for cookie in idle_flush {
+            if let Some(mut state) = self.conns.remove(&cookie) {
+                self.flush(&mut state, now, out);
+                state.conn = Connection::new();
+                state.active = false;
+                self.conns.insert(cookie, state);
             }
         }
         for cookie in forget {
             if let Some(mut state) = self.conns.remove(&cookie) {
-                flush(&mut state, out, &self.clock);
+                self.flush(&mut state, now, out);
             }
         }
+        self.history
+            .retain(|_, (_, seen)| now.saturating_duration_since(*seen) < self.cfg.forget_after);
     }
 
     /// Reports everything still pending (shutdown).
     pub fn flush_all(&mut self, out: &mut Vec<Report>) {
-        for (_, mut state) in self.conns.drain() {
-            flush(&mut state, out, &self.clock);
+        let now = Instant::now();
+        let cookies: Vec<u64> = self.conns.keys().copied().collect();
+        for cookie in cookies {
+            if let Some(mut state) = self.conns.remove(&cookie) {
+                self.flush(&mut state, now, out);
+            }
+        }
+    }
+
+    /// Reports everything pending on a connection that is going away.
+    fn flush(&mut self, state: &mut ConnState, now: Instant, out: &mut Vec<Report>) {
+        let mut exchanges = state.conn.take_ready();
+        exchanges.extend(state.conn.finish());
+        let lost = state.conn.response_tracking_lost();
+        for exchange in exchanges {
+            let r = self.report(&state.meta, state.attribution.as_ref(), exchange, lost, now);
+            out.push(r);
+        }
+    }
+
+    /// Token requests of process `key` still waiting for an answer on its connections.
+    fn awaiting_token_requests(&self, key: ProcKey) -> u32 {
+        let mut n = 0;
+        for state in self.conns.values() {
+            let same = state
+                .attribution
+                .as_ref()
+                .is_some_and(|a| proc_key(a) == key);
+            if same {
+                n += state
+                    .conn
+                    .awaiting_response()
+                    .filter(|r| matches!(r, RequestRecord::Http(h) if h.kind == RequestKind::TokenRequest))
+                    .count() as u32;
+            }
+        }
+        n
+    }
+
+    /// Builds the report for one exchange: SDK, v1 diagnosis, workload.
+    fn report(
+        &mut self,
+        meta: &ConnMeta,
+        attribution: Option<&ProcessInfo>,
+        exchange: Exchange,
+        response_lost: bool,
+        now: Instant,
+    ) -> Report {
+        let mut sdk_info = None;
+        let mut diagnosis = None;
+        if let (Some(p), RequestRecord::Http(req)) = (attribution, &exchange.request) {
+            let key = proc_key(p);
+            sdk_info = sdk::identify(req.user_agent.as_deref(), &p.executable_name, &p.command_args);
+            if req.kind == RequestKind::TokenRequest {
+                if self.history.len() >= MAX_HISTORIES && !self.history.contains_key(&key) {
+                    self.history.clear();
+                }
+                let (h, seen) = self
+                    .history
+                    .entry(key)
+                    .or_insert_with(|| (TokenHistory::default(), now));
+                *seen = now;
+                h.token_requests += 1;
+                match exchange.response.as_ref().map(|r| r.status) {
+                    Some(200) => h.succeeded += 1,
+                    Some(_) => h.refused += 1,
+                    None if !response_lost => h.unanswered += 1,
+                    None => {}
+                }
+            } else if req.version == Some(ImdsVersion::V1) {
+                let mut h = self.history.get(&key).map(|(h, _)| *h).unwrap_or_default();
+                let pending = self.awaiting_token_requests(key);
+                h.token_requests += pending;
+                h.unanswered += pending;
+                diagnosis = Some(sdk::diagnose(sdk_info.as_ref(), &h));
+            }
+        } else if let RequestRecord::Http(req) = &exchange.request
+            && req.version == Some(ImdsVersion::V1)
+        {
+            sdk_info = sdk::identify(req.user_agent.as_deref(), "", &[]);
+            diagnosis = Some(sdk::diagnose(sdk_info.as_ref(), &TokenHistory::default()));
+        }
+        let workload = attribution.map(|p| {
+            let attributor = &mut self.attributor;
+            Workload::describe(p, &self.host, self.pods.as_ref(), |id| attributor.resolve_cgroup(id))
+        });
+        Report {
+            response_lost: exchange.response.is_none() && response_lost,
+            exchange,
+            meta: meta.clone(),
+            attribution: attribution.cloned(),
+            sdk: sdk_info,
+            diagnosis,
+            workload,
         }
     }
 }
 
-fn flush(state: &mut ConnState, out: &mut Vec<Report>, clock: &WallClock) {
-    for exchange in state.conn.take_ready() {
-        out.push(report(state, exchange, clock));
-    }
-    for exchange in state.conn.finish() {
-        out.push(report(state, exchange, clock));
-    }
-}
-
-fn report(state: &ConnState, exchange: Exchange, _clock: &WallClock) -> Report {
-    Report {
-        response_lost: exchange.response.is_none() && state.conn.response_tracking_lost(),
-        exchange,
-        meta: state.meta.clone(),
-        attribution: state.attribution.clone(),
-    }
+fn proc_key(p: &ProcessInfo) -> ProcKey {
+    (p.pid, p.start_boot_ns.unwrap_or(0))
 }
 
 fn server_addr(ev: &ConnectEvent) -> IpAddr {

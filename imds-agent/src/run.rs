@@ -40,7 +40,10 @@ pub fn run(args: RunArgs) -> Result<()> {
         None => Box::new(io::stdout().lock()),
     };
     let offsets = match kernel::offsets::from_running_kernel() {
-        Ok(o) => o,
+        Ok(mut o) => {
+            o.env_allow = crate::workload::env::allow_hashes();
+            o
+        }
         Err(e) => {
             tracing::warn!(
                 "{e}; parent pid, argv and executable path will be read from /proc, and may be missing for processes that exit quickly"

@@ -428,6 +428,11 @@ impl Connection {
         self.take_ready()
     }
 
+    /// Requests parsed but not yet answered, oldest first (nothing is removed).
+    pub fn awaiting_response(&self) -> impl Iterator<Item = &RequestRecord> {
+        self.pairing.waiting.iter()
+    }
+
     /// True once both directions closed (or RST).
     pub fn is_closed(&self) -> bool {
         self.request_stream.is_closed() && self.response_stream.is_closed()

@@ -52,7 +52,9 @@ pub fn resolve(btf: &Btf) -> Result<KernelOffsets, OffsetsError> {
         css_set_dfl_cgrp: o("css_set", "dfl_cgrp")?,
         cgroup_kn: o("cgroup", "kn")?,
         kernfs_node_id: o("kernfs_node", "id")?,
-        _pad: 0,
+        mm_env_start: o("mm_struct", "env_start")?,
+        mm_env_end: o("mm_struct", "env_end")?,
+        env_allow: [0; imds_agent_common::ENV_ALLOW_MAX],
     })
 }
 

@@ -71,6 +71,22 @@ pub struct ProcessInfo {
     pub cgroup_path: Option<String>,
     /// Process start time, ns since boot.
     pub start_boot_ns: Option<u64>,
+    /// Allow-listed environment variables (see `workload::env`), captured at connect.
+    pub env: Vec<(String, String)>,
+    /// Parent first, up to init or the kernel's limit.
+    pub ancestors: Vec<AncestorInfo>,
+}
+
+/// One ancestor of a process, as recorded at connect time.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct AncestorInfo {
+    pub pid: u32,
+    pub executable_name: String,
+    /// Redacted command line, from /proc while the ancestor is alive and provably the same
+    /// process (start time); `None` otherwise.
+    pub command_line: Option<String>,
+    pub cgroup_id: u64,
+    pub start_boot_ns: u64,
 }
 
 impl ProcessInfo {
@@ -139,8 +155,11 @@ impl Attributor {
             argv,
             exe,
             exe_depth,
-            ancestor_count: _,
-            ancestors: _,
+            ancestor_count,
+            ancestors,
+            env_count,
+            _pad3: _,
+            env,
         } = event;
         let has = |flag: u32| flags & flag != 0;
         let task_ok = has(connect_flags::TASK_OK);
@@ -203,7 +222,25 @@ impl Attributor {
             cgroup_id: *cgroup_id,
             cgroup_path,
             start_boot_ns,
+            env: if has(connect_flags::ENV_OK) {
+                let n = usize::try_from(*env_count).unwrap_or(0).min(env.len());
+                let slots: Vec<&[u8]> = env[..n].iter().map(|s| s.as_slice()).collect();
+                crate::workload::env::filter(&slots)
+            } else {
+                Vec::new()
+            },
+            ancestors: if has(connect_flags::ANCESTORS_OK) {
+                let n = usize::try_from(*ancestor_count).unwrap_or(0).min(ancestors.len());
+                ancestors[..n].iter().map(ancestor_info).collect()
+            } else {
+                Vec::new()
+            },
         }
+    }
+
+    /// Path of a cgroup id relative to the cgroup2 root (cached), if it can be found.
+    pub fn resolve_cgroup(&mut self, id: u64) -> Option<String> {
+        self.cgroups.as_mut()?.resolve(id)
     }
 
     /// From the resolver; else from `/proc/<pid>/cgroup`, checked against the id when there
@@ -220,6 +257,19 @@ impl Attributor {
         let path = fallback.get()?.cgroup_v2_path.clone()?;
         let dir = resolver.root().join(path.trim_start_matches('/'));
         (CgroupResolver::id_of(&dir).ok() == Some(id)).then_some(path)
+    }
+}
+
+fn ancestor_info(a: &imds_agent_common::Ancestor) -> AncestorInfo {
+    let command_line = proc_snapshot(a.pid)
+        .filter(|s| start_times_match(a.start_boot_ns, s.start_boot_ns))
+        .map(|s| join_command_line(&redact_args(&s.args, &[])));
+    AncestorInfo {
+        pid: a.pid,
+        executable_name: argv::name_from_slot(&a.comm),
+        command_line,
+        cgroup_id: a.cgroup_id,
+        start_boot_ns: a.start_boot_ns,
     }
 }
 
@@ -306,6 +356,9 @@ mod tests {
             exe: [[0; EXE_COMPONENT_LEN]; EXE_DEPTH],
             exe_depth: 0,
             ancestor_count: 0,
+            env_count: 0,
+            _pad3: 0,
+            env: [[0; imds_agent_common::ENV_VAR_LEN]; imds_agent_common::ENV_VARS],
             ancestors: [imds_agent_common::Ancestor { pid: 0, _pad: 0, start_boot_ns: 0, cgroup_id: 0, comm: [0; COMM_LEN] }; imds_agent_common::ANCESTORS],
         }
     }
@@ -365,6 +418,8 @@ mod tests {
                 cgroup_id,
                 cgroup_path: Some(cgroup_path),
                 start_boot_ns: Some(42),
+                env: Vec::new(),
+                ancestors: Vec::new(),
             }
         );
     }
