@@ -459,9 +459,14 @@ mod tests {
     }
 
     fn segment(dir: u8, seq: u32, flags: u8, data: &[u8]) -> Record {
+        segment_on(COOKIE, dir, seq, flags, data)
+    }
+
+    fn segment_on(cookie: u64, dir: u8, seq: u32, flags: u8, data: &[u8]) -> Record {
         // SAFETY: as above.
         let mut ev: SegmentEvent = unsafe { std::mem::zeroed() };
         ev.header = header(kind::SEGMENT);
+        ev.header.cookie = cookie;
         ev.seq = seq;
         ev.payload_len = data.len() as u32;
         ev.len = data.len() as u16;
@@ -533,6 +538,58 @@ mod tests {
         assert_eq!(out.len(), 2);
         assert_eq!(out[1].to_json()["imds.version"], "v1");
         assert!(t.is_empty());
+    }
+
+    fn connect_on(cookie: u64, ua_argv: &[u8]) -> Record {
+        let Record::Connect(mut ev) = connect(ua_argv) else {
+            unreachable!()
+        };
+        ev.header.cookie = cookie;
+        Record::Connect(ev)
+    }
+
+    /// The hop-limit case: the token PUT gets no answer (and no FIN back), the SDK opens a
+    /// new connection and goes tokenless. The v1 GET is diagnosed while the PUT is still
+    /// pending; the PUT itself is reported as unanswered later.
+    #[test]
+    fn v1_after_unanswered_token_put_is_a_fallback() {
+        let mut t = tracker();
+        let now = Instant::now();
+        let mut out = Vec::new();
+        let argv = b"python3\0-c\0import botocore\0";
+        t.on_record(connect_on(1, argv), now, &mut out);
+        let put = b"PUT /latest/api/token HTTP/1.1\r\nUser-Agent: Botocore/1.44.5 Python/3.11.7\r\nx-aws-ec2-metadata-token-ttl-seconds: 21600\r\nContent-Length: 0\r\n\r\n";
+        t.on_record(segment_on(1, direction::EGRESS, 1, 0x18, put), now, &mut out);
+        t.on_record(segment_on(1, direction::EGRESS, 1 + put.len() as u32, TCP_FIN, b""), now, &mut out);
+        t.on_record(connect_on(2, argv), now, &mut out);
+        let get = b"GET /latest/meta-data/iam/security-credentials/ HTTP/1.1\r\nUser-Agent: Botocore/1.44.5 Python/3.11.7\r\n\r\n";
+        t.on_record(segment_on(2, direction::EGRESS, 1, 0x18, get), now, &mut out);
+        t.on_record(segment_on(2, direction::INGRESS, 1, 0x18, OK), now, &mut out);
+        assert_eq!(out.len(), 1);
+        let j = out[0].to_json();
+        assert_eq!(j["imds.version"], "v1");
+        assert_eq!(j["imds.sdk.name"], "botocore");
+        assert_eq!(j["imds.sdk.supports_v2"], true);
+        assert_eq!(j["imds.v1_cause"], "fallback_after_token_failure", "{j}");
+        t.tick(now + Duration::from_secs(6), &mut out);
+        let put_report = out[1].to_json();
+        assert_eq!(put_report["imds.request.kind"], "token");
+        assert_eq!(put_report["imds.unanswered"], true);
+    }
+
+    /// Without any token attempt, a v2-capable SDK going tokenless is a v1 API call.
+    #[test]
+    fn v1_from_v2_capable_sdk_without_token_attempt() {
+        let mut t = tracker();
+        let now = Instant::now();
+        let mut out = Vec::new();
+        t.on_record(connect(b"node\0app.js\0"), now, &mut out);
+        let get = b"GET /latest/meta-data/instance-id HTTP/1.1\r\nUser-Agent: aws-sdk-nodejs/2.1693.0 linux/v20.20.2\r\n\r\n";
+        t.on_record(segment(direction::EGRESS, 1, 0x18, get), now, &mut out);
+        t.on_record(segment(direction::INGRESS, 1, 0x18, OK), now, &mut out);
+        let j = out[0].to_json();
+        assert_eq!(j["imds.sdk.name"], "aws-sdk-js");
+        assert_eq!(j["imds.v1_cause"], "v1_api_in_v2_sdk", "{j}");
     }
 
     #[test]
