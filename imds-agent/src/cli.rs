@@ -51,6 +51,14 @@ pub struct RunArgs {
     /// Report a request as unanswered after this many seconds without a response.
     #[arg(long, value_name = "SECONDS", default_value = "5", value_parser = parse_secs)]
     pub response_timeout: Duration,
+    /// Name pods from this kubeconfig's API server instead of the in-cluster service account
+    /// (which is used automatically on a node: NODE_NAME set, in-cluster credentials).
+    /// Needs --kube-node.
+    #[arg(long, value_name = "PATH", requires = "kube_node")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The Kubernetes node this host is: only its pods are watched.
+    #[arg(long, value_name = "NAME", requires = "kubeconfig")]
+    pub kube_node: Option<String>,
     /// Size of the kernel→user ring buffer in MiB (a power of two).
     #[arg(long, value_name = "MiB", default_value_t = 8, value_parser = parse_ring_mib)]
     pub ring_buffer_mib: u32,

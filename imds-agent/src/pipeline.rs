@@ -73,6 +73,7 @@ pub struct Tracker {
     clock: WallClock,
     host: HostContext,
     pods: Option<PodCache>,
+    pods_synced: bool,
     /// What each process did with token requests, for the v1 diagnosis.
     history: HashMap<ProcKey, (TokenHistory, Instant)>,
 }
@@ -87,6 +88,7 @@ impl Tracker {
             clock: WallClock::new(),
             host: HostContext::detect(),
             pods: None,
+            pods_synced: false,
             history: HashMap::new(),
         }
     }
@@ -268,6 +270,13 @@ impl Tracker {
         }
         self.history
             .retain(|_, (_, seen)| now.saturating_duration_since(*seen) < self.cfg.forget_after);
+        if !self.pods_synced
+            && let Some(pods) = &self.pods
+            && pods.is_synced()
+        {
+            self.pods_synced = true;
+            tracing::info!("Kubernetes pod cache synced: {} pods on this node", pods.len());
+        }
     }
 
     /// Reports everything still pending (shutdown).

@@ -70,7 +70,27 @@ pub fn run(args: RunArgs) -> Result<()> {
         "imds-agent ready: observing cgroup {} (IMDS 169.254.169.254:80, [fd00:ec2::254]:80)",
         cgroup.display()
     );
-    let result = rt.block_on(event_loop(ring, tracker, &mut sink, &counters));
+    let result = rt.block_on(async {
+        // On a Kubernetes node (NODE_NAME + in-cluster credentials) pods of this node are
+        // watched to name pods and their owners; elsewhere this is None.
+        let found = match (&args.kubeconfig, &args.kube_node) {
+            (Some(path), Some(node)) => {
+                crate::workload::k8s::PodCache::from_kubeconfig(path, node.clone()).await.map(Some)
+            }
+            _ => crate::workload::k8s::PodCache::from_environment().await,
+        };
+        let pods = match found {
+            Ok(pods) => pods,
+            Err(e) => {
+                tracing::warn!("Kubernetes pod names unavailable: {e:#}");
+                None
+            }
+        };
+        if pods.is_some() {
+            tracing::info!("watching the pods of this Kubernetes node");
+        }
+        event_loop(ring, tracker.with_pods(pods), &mut sink, &counters).await
+    });
     let flushed = sink.flush().context("flushing output");
     let c = counters.read();
     tracing::info!(

@@ -234,8 +234,26 @@ impl PodCache {
         Ok(Some(PodCache::start(client, node)))
     }
 
+    /// Out of cluster: the API server and credentials of a kubeconfig file (its current
+    /// context), watching the pods of `node_name`.
+    pub async fn from_kubeconfig(path: &Path, node_name: String) -> anyhow::Result<PodCache> {
+        let kubeconfig = kube::config::Kubeconfig::read_from(path)
+            .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+        let mut config = kube::Config::from_custom_kubeconfig(
+            kubeconfig,
+            &kube::config::KubeConfigOptions::default(),
+        )
+        .await
+        .with_context(|| format!("loading kubeconfig {}", path.display()))?;
+        config.read_timeout.get_or_insert(IN_CLUSTER_READ_TIMEOUT);
+        let client = kube::Client::try_from(config).context("building the Kubernetes client")?;
+        tracing::info!(node = %node_name, "watching this node's pods");
+        Ok(PodCache::start(client, node_name))
+    }
+
     /// Starts watching the pods of `node_name`, with default tuning, in background tasks
-    /// of the current tokio runtime.
+    /// of the current tokio runtime (current-thread is enough); they stop when the last
+    /// clone of the cache is dropped. Like `tokio::spawn`, panics outside a runtime.
     pub fn start(client: kube::Client, node_name: String) -> PodCache {
         Self::start_with_config(client, node_name, PodCacheConfig::default())
     }
@@ -547,6 +565,12 @@ impl Outage {
 #[cfg(test)]
 mod unit_tests {
     use super::*;
+
+    #[test]
+    fn the_cache_can_be_shared_across_threads() {
+        fn shareable<T: Clone + Send + Sync + 'static>() {}
+        shareable::<PodCache>();
+    }
 
     #[test]
     fn environment_needs_node_and_credentials() {
