@@ -216,31 +216,29 @@ fn offsets() -> &'static KernelOffsets {
     unsafe { &*core::ptr::read_volatile(&raw const p) }
 }
 
-/// Reads a kernel pointer-sized value at `base + off`; 0 on failure.
+/// Reads a `T` (u32 or u64) of kernel memory at `base + off`; 0 on failure.
 #[inline(always)]
-unsafe fn kread_u64(base: u64, off: u32) -> u64 {
-    let mut v: u64 = 0;
+unsafe fn kread<T: Copy + Default>(base: u64, off: u32) -> T {
+    let mut v = T::default();
+    // SAFETY: bpf_probe_read_kernel tolerates any address; writes size_of::<T>() bytes.
     let r = unsafe {
         bpf_probe_read_kernel(
             (&raw mut v).cast(),
-            8,
+            size_of::<T>() as u32,
             (base + u64::from(off)) as *const core::ffi::c_void,
         )
     };
-    if r == 0 { v } else { 0 }
+    if r == 0 { v } else { T::default() }
+}
+
+#[inline(always)]
+unsafe fn kread_u64(base: u64, off: u32) -> u64 {
+    unsafe { kread(base, off) }
 }
 
 #[inline(always)]
 unsafe fn kread_u32(base: u64, off: u32) -> u32 {
-    let mut v: u32 = 0;
-    let r = unsafe {
-        bpf_probe_read_kernel(
-            (&raw mut v).cast(),
-            4,
-            (base + u64::from(off)) as *const core::ffi::c_void,
-        )
-    };
-    if r == 0 { v } else { 0 }
+    unsafe { kread(base, off) }
 }
 
 /// Fills the parts of a connect record that need kernel struct offsets.
