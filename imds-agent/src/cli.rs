@@ -32,6 +32,14 @@ pub enum Command {
     /// command line, user, cgroup). Token values never appear. Human logs go to stderr.
     /// Stop with Ctrl-C or SIGTERM: pending requests are flushed and the programs detached.
     Run(RunArgs),
+    /// Readiness report for `HttpTokens=required`, from the agent's inventory (read-only;
+    /// works while the agent runs).
+    ///
+    /// Verdict READY (no IMDSv1 call in the window, and the agent watched all of it) or NOT
+    /// READY, then the workloads to fix, sorted by what blocks enforcement, each with the
+    /// cause and advice. Exit status: 0 READY, 1 NOT READY, 2 error — usable as a pipeline
+    /// gate. `--merge` combines the JSON reports of many hosts into a fleet report.
+    Report(ReportArgs),
     /// Measure the egress program's cost per non-IMDS packet against an empty program
     /// (used by `cargo xtask bench`).
     #[command(hide = true)]
@@ -51,6 +59,19 @@ pub struct RunArgs {
     /// Report a request as unanswered after this many seconds without a response.
     #[arg(long, value_name = "SECONDS", default_value = "5", value_parser = parse_secs)]
     pub response_timeout: Duration,
+    /// The inventory database (SQLite, WAL): per-workload aggregates and a bounded window of
+    /// raw events, kept across restarts; `imds-agent report` reads it.
+    #[arg(long, value_name = "PATH", default_value = crate::store::DEFAULT_PATH)]
+    pub db: PathBuf,
+    /// Do not keep an inventory (JSON lines only).
+    #[arg(long, conflicts_with = "db")]
+    pub no_db: bool,
+    /// Drop inventory data older than this (e.g. 30d, 12h).
+    #[arg(long, value_name = "AGE", default_value = "30d", value_parser = parse_age)]
+    pub retention: Duration,
+    /// Most raw events kept in the inventory (aggregates are kept regardless).
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    pub max_events: u64,
     /// Name pods from this kubeconfig's API server instead of the in-cluster service account
     /// (which is used automatically on a node: NODE_NAME set, in-cluster credentials).
     /// Needs --kube-node.
@@ -62,6 +83,30 @@ pub struct RunArgs {
     /// Size of the kernel→user ring buffer in MiB (a power of two).
     #[arg(long, value_name = "MiB", default_value_t = 8, value_parser = parse_ring_mib)]
     pub ring_buffer_mib: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The inventory to read.
+    #[arg(long, value_name = "PATH", default_value = crate::store::DEFAULT_PATH)]
+    pub db: PathBuf,
+    /// The window: the last 30s, 90m, 24h, 7d, 2w (combinations like 1d12h work).
+    #[arg(long, value_name = "AGE", default_value = "7d", value_parser = parse_age)]
+    pub since: Duration,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = crate::report::Format::Table)]
+    pub format: crate::report::Format,
+    /// Merge these JSON reports (from `--format json` on each host) into one fleet report
+    /// instead of reading an inventory.
+    #[arg(long, value_name = "FILE", num_args = 1.., conflicts_with = "db")]
+    pub merge: Vec<PathBuf>,
+    /// Write the report to FILE instead of stdout.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+fn parse_age(s: &str) -> Result<Duration, String> {
+    crate::report::parse_since(s).map_err(|e| e.to_string())
 }
 
 fn parse_secs(s: &str) -> Result<Duration, String> {

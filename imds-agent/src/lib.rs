@@ -3,7 +3,7 @@
 //!
 //! Data flows one way: kernel hooks ([`kernel`]) → ring buffer → per-connection HTTP
 //! classification ([`classify`]) → attribution ([`process`], [`pipeline`]) → sinks
-//! ([`output`]).
+//! ([`output`], [`store`]) → readiness report ([`report`]).
 
 pub mod bench;
 pub mod classify;
@@ -13,5 +13,8 @@ pub mod output;
 pub mod pipeline;
 pub mod preflight;
 pub mod process;
+pub mod report;
+pub mod report_cmd;
 pub mod run;
+pub mod store;
 pub mod workload;

@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use imds_agent::{bench, cli, run};
+use imds_agent::{bench, cli, report_cmd, run};
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
@@ -20,11 +20,19 @@ fn main() -> ExitCode {
         .with_target(false)
         .init();
     let result = match cli.command {
-        cli::Command::Run(args) => run::run(args),
-        cli::Command::BenchSkb(args) => bench::bench_skb(args),
+        cli::Command::Run(args) => run::run(args).map(|()| 0),
+        cli::Command::Report(args) => match report_cmd::report(&args) {
+            Ok(code) => Ok(code),
+            Err(err) => {
+                // A gate in a pipeline: errors are 2, distinct from NOT READY (1).
+                eprintln!("imds-agent: error: {err:#}");
+                return ExitCode::from(2);
+            }
+        },
+        cli::Command::BenchSkb(args) => bench::bench_skb(args).map(|()| 0),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(2)),
         Err(err) => {
             // One line: what is wrong and, where we know it, what to do.
             eprintln!("imds-agent: error: {err:#}");

@@ -174,7 +174,12 @@ impl<W: Write> JsonLines<W> {
     }
 
     pub fn write(&mut self, report: &Report) -> io::Result<()> {
-        serde_json::to_writer(&mut self.out, &report.to_json())?;
+        self.write_json(&report.to_json())
+    }
+
+    /// Writes an already built event object.
+    pub fn write_json(&mut self, event: &Value) -> io::Result<()> {
+        serde_json::to_writer(&mut self.out, event)?;
         self.out.write_all(b"\n")?;
         self.written += 1;
         Ok(())

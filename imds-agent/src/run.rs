@@ -22,6 +22,9 @@ use crate::{
     preflight, process,
 };
 
+/// How often the inventory learns the agent is still watching (report coverage).
+const HEARTBEAT: Duration = Duration::from_secs(10);
+
 /// How often idle connections are checked and kernel counters read.
 const TICK: Duration = Duration::from_millis(500);
 
@@ -66,6 +69,19 @@ pub fn run(args: RunArgs) -> Result<()> {
         .build()
         .context("starting the runtime")?;
     let mut sink = JsonLines::new(BufWriter::new(sink));
+    let store = if args.no_db {
+        None
+    } else {
+        Some(crate::store::Store::open(
+            crate::store::StoreConfig {
+                path: args.db.clone(),
+                retention: args.retention,
+                max_events: args.max_events,
+                ..crate::store::StoreConfig::default()
+            },
+            crate::store::RunInfo::current(cgroup.display().to_string()),
+        )?)
+    };
     tracing::info!(
         "imds-agent ready: observing cgroup {} (IMDS 169.254.169.254:80, [fd00:ec2::254]:80)",
         cgroup.display()
@@ -89,9 +105,23 @@ pub fn run(args: RunArgs) -> Result<()> {
         if pods.is_some() {
             tracing::info!("watching the pods of this Kubernetes node");
         }
-        event_loop(ring, tracker.with_pods(pods), &mut sink, &counters).await
+        event_loop(ring, tracker.with_pods(pods), &mut sink, store.as_ref(), &counters).await
     });
     let flushed = sink.flush().context("flushing output");
+    let stored = match store.map(crate::store::Store::close).transpose() {
+        Ok(Some(stats)) => {
+            tracing::info!(
+                "inventory {}: {} events in {} transactions, {} dropped",
+                args.db.display(),
+                stats.events,
+                stats.transactions,
+                stats.dropped
+            );
+            Ok(())
+        }
+        Ok(None) => Ok(()),
+        Err(e) => Err(anyhow::Error::new(e).context("closing the inventory")),
+    };
     let c = counters.read();
     tracing::info!(
         "stopped: {} requests reported, {} connects and {} IMDS packets seen, {} records lost (ring buffer full)",
@@ -102,13 +132,14 @@ pub fn run(args: RunArgs) -> Result<()> {
     );
     // Dropping the probes detaches the programs.
     drop(probes);
-    result.and(flushed)
+    result.and(flushed).and(stored)
 }
 
 async fn event_loop<W: Write>(
     ring: RingBuf<MapData>,
     mut tracker: Tracker,
     sink: &mut JsonLines<W>,
+    store: Option<&crate::store::Store>,
     counters: &kernel::Counters,
 ) -> Result<()> {
     // SAFETY: the ring buffer owns its fd, which stays open for as long as the AsyncFd
@@ -120,6 +151,7 @@ async fn event_loop<W: Write>(
     let mut tick = tokio::time::interval(TICK);
     let mut out: Vec<Report> = Vec::new();
     let mut lost_reported = 0u64;
+    let mut last_heartbeat = Instant::now();
     loop {
         tokio::select! {
             guard = ring.readable_mut() => {
@@ -129,6 +161,12 @@ async fn event_loop<W: Write>(
             }
             _ = tick.tick() => {
                 tracker.tick(Instant::now(), &mut out);
+                if let Some(store) = store
+                    && last_heartbeat.elapsed() >= HEARTBEAT
+                {
+                    store.heartbeat();
+                    last_heartbeat = Instant::now();
+                }
                 let lost = counters.read().ringbuf_full;
                 if lost > lost_reported {
                     tracing::warn!("{} records lost: ring buffer full (raise --ring-buffer-mib)", lost - lost_reported);
@@ -138,12 +176,12 @@ async fn event_loop<W: Write>(
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
         }
-        write_all(sink, &mut out)?;
+        write_all(sink, store, &mut out)?;
     }
     // Whatever the kernel wrote before we stopped, then everything still pending.
     drain(ring.get_mut(), &mut tracker, &mut out);
     tracker.flush_all(&mut out);
-    write_all(sink, &mut out)
+    write_all(sink, store, &mut out)
 }
 
 fn drain(ring: &mut RingBuf<MapData>, tracker: &mut Tracker, out: &mut Vec<Report>) {
@@ -156,12 +194,20 @@ fn drain(ring: &mut RingBuf<MapData>, tracker: &mut Tracker, out: &mut Vec<Repor
     }
 }
 
-fn write_all<W: Write>(sink: &mut JsonLines<W>, out: &mut Vec<Report>) -> Result<()> {
+fn write_all<W: Write>(
+    sink: &mut JsonLines<W>,
+    store: Option<&crate::store::Store>,
+    out: &mut Vec<Report>,
+) -> Result<()> {
     if out.is_empty() {
         return Ok(());
     }
     for report in out.drain(..) {
-        sink.write(&report).context("writing output")?;
+        let json = report.to_json();
+        sink.write_json(&json).context("writing output")?;
+        if let Some(store) = store {
+            store.record(&json);
+        }
     }
     sink.flush().context("flushing output")
 }

@@ -110,6 +110,15 @@ impl Agent {
 
     /// Like [`Agent::start`], with options.
     pub fn start_with(cgroup: &Path, options: &AgentOptions) -> Result<Self, StartError> {
+        Self::start_with_args(cgroup, options, &[])
+    }
+
+    /// Like [`Agent::start_with`], with more `run` flags (e.g. `--kubeconfig F`).
+    pub fn start_with_args(
+        cgroup: &Path,
+        options: &AgentOptions,
+        extra_args: &[OsString],
+    ) -> Result<Self, StartError> {
         let fail = |reason: String| StartError {
             reason,
             stderr: String::new(),
@@ -123,6 +132,10 @@ impl Agent {
         cmd.arg("run")
             .arg("--cgroup")
             .arg(cgroup)
+            // Each agent its own inventory, never the host's /var/lib/imds-agent.
+            .arg("--db")
+            .arg(dir.path().join("inventory.sqlite"))
+            .args(extra_args)
             .stdin(Stdio::null())
             .stderr(Stdio::piped());
         let output_file = match options.output {

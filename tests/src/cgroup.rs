@@ -73,6 +73,8 @@ impl Drop for TestCgroup {
             if !self.pids().is_empty() {
                 self.kill_all();
             }
+            // Nested cgroups (a [`NestedCgroup`] that was not dropped first) go first.
+            remove_children(&self.path);
             match std::fs::remove_dir(&self.path) {
                 Ok(()) => return,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
@@ -85,6 +87,20 @@ impl Drop for TestCgroup {
                 }
                 Err(_) => std::thread::sleep(Duration::from_millis(20)),
             }
+        }
+    }
+}
+
+/// `rmdir` every cgroup below `dir`, innermost first (best effort; a cgroup directory holds
+/// only kernel files, which go with it).
+fn remove_children(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            remove_children(&entry.path());
+            let _ = std::fs::remove_dir(entry.path());
         }
     }
 }
@@ -104,6 +120,80 @@ pub fn remove_stale() {
                 path: entry.path(),
                 relative: format!("/{name}"),
             });
+        }
+    }
+}
+
+/// Guard for a chain of nested cgroups under a [`TestCgroup`], e.g.
+/// `kubepods.slice/kubepods-burstable.slice/.../cri-containerd-<id>.scope`, named like a
+/// container runtime would. Only the innermost (leaf) cgroup is meant to hold processes
+/// (cgroup v2's "no internal processes" rule). Drop kills what runs in the subtree and
+/// removes the directories it created, innermost first; drop it before its [`TestCgroup`].
+pub struct NestedCgroup {
+    /// Every directory created, outermost first.
+    created: Vec<PathBuf>,
+    leaf: PathBuf,
+    relative: String,
+}
+
+impl NestedCgroup {
+    /// `mkdir -p <parent>/<relative>`; `relative` is `/`-separated and must not escape.
+    pub fn create(parent: &TestCgroup, relative: &str) -> anyhow::Result<Self> {
+        let mut nested = Self {
+            created: Vec::new(),
+            leaf: parent.path().to_path_buf(),
+            relative: parent.relative().to_owned(),
+        };
+        for part in relative.split('/').filter(|p| !p.is_empty()) {
+            anyhow::ensure!(
+                part != ".." && part != ".",
+                "bad cgroup path component {part:?} in {relative:?}"
+            );
+            nested.leaf.push(part);
+            nested.relative.push('/');
+            nested.relative.push_str(part);
+            match std::fs::create_dir(&nested.leaf) {
+                Ok(()) => nested.created.push(nested.leaf.clone()),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    return Err(e)
+                        .with_context(|| format!("creating cgroup {}", nested.leaf.display()));
+                }
+            }
+        }
+        Ok(nested)
+    }
+
+    /// The innermost cgroup's absolute path.
+    pub fn path(&self) -> &Path {
+        &self.leaf
+    }
+
+    /// The innermost cgroup relative to the cgroup2 root, as the agent reports it.
+    pub fn relative(&self) -> &str {
+        &self.relative
+    }
+}
+
+impl Drop for NestedCgroup {
+    fn drop(&mut self) {
+        if let Some(top) = self.created.first() {
+            // Kills the whole subtree, including racing forks (5.14+).
+            let _ = std::fs::write(top.join("cgroup.kill"), "1");
+        }
+        let deadline = Instant::now() + DRAIN_TIMEOUT;
+        for dir in self.created.iter().rev() {
+            loop {
+                match std::fs::remove_dir(dir) {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                    Err(e) if Instant::now() >= deadline => {
+                        eprintln!("warning: could not remove cgroup {}: {e}", dir.display());
+                        break;
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
         }
     }
 }

@@ -9,6 +9,7 @@ use std::ffi::OsStr;
 use std::fs::File;
 use std::os::fd::AsRawFd as _;
 use std::os::unix::process::CommandExt as _;
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
@@ -18,6 +19,8 @@ use crate::cgroup::TestCgroup;
 use crate::child::{Collector, wait_timeout};
 use crate::netns::NetNs;
 
+/// The file in a cgroup v2 directory that moves a process there.
+const PROCS_FILE: &str = "cgroup.procs";
 /// A client gets this long before it is killed.
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -56,16 +59,25 @@ pub fn command_in<S: AsRef<OsStr>>(
     cgroup: &TestCgroup,
     argv: &[S],
 ) -> anyhow::Result<(Command, [File; 2])> {
+    command_at(&netns.path(), &cgroup.procs_file(), argv)
+}
+
+/// Like [`command_in`] with paths: the namespace file to `setns(2)` into (`/run/netns/<name>`)
+/// and the `cgroup.procs` file of the cgroup to join (any cgroup, e.g. a nested one).
+pub fn command_at<S: AsRef<OsStr>>(
+    netns: &Path,
+    cgroup_procs: &Path,
+    argv: &[S],
+) -> anyhow::Result<(Command, [File; 2])> {
     let (program, args) = argv.split_first().context("empty argv")?;
     // Opened here, in the parent: between fork and exec only async-signal-safe calls are
     // allowed (no allocation), so the child just uses the descriptors. Rust opens them
     // O_CLOEXEC, so the client never inherits them.
     let procs = File::options()
         .write(true)
-        .open(cgroup.procs_file())
-        .with_context(|| format!("opening {}", cgroup.procs_file().display()))?;
-    let ns =
-        File::open(netns.path()).with_context(|| format!("opening {}", netns.path().display()))?;
+        .open(cgroup_procs)
+        .with_context(|| format!("opening {}", cgroup_procs.display()))?;
+    let ns = File::open(netns).with_context(|| format!("opening {}", netns.display()))?;
     let (procs_fd, ns_fd) = (procs.as_raw_fd(), ns.as_raw_fd());
     let mut cmd = Command::new(program);
     cmd.args(args).stdin(Stdio::null());
@@ -108,7 +120,41 @@ pub fn run_client<S: AsRef<OsStr>>(
     cgroup: &TestCgroup,
     argv: &[S],
 ) -> anyhow::Result<ClientRun> {
-    let mut child = spawn_client(netns, cgroup, argv)?;
+    let (cmd, fds) = command_in(netns, cgroup, argv)?;
+    run_command(cmd, fds, argv)
+}
+
+/// Run `argv` to completion in the namespace file `netns` and the cgroup directory `cgroup`,
+/// with a clean environment: only `PATH` (the test's) and `env`, so that what a client's
+/// environment holds is exactly what the test gave it.
+pub fn run_client_env<S: AsRef<OsStr>>(
+    netns: &Path,
+    cgroup: &Path,
+    argv: &[S],
+    env: &[(&str, &str)],
+) -> anyhow::Result<ClientRun> {
+    let (mut cmd, fds) = command_at(netns, &cgroup.join(PROCS_FILE), argv)?;
+    cmd.env_clear();
+    if let Some(path) = std::env::var_os("PATH") {
+        cmd.env("PATH", path);
+    }
+    cmd.envs(env.iter().copied());
+    run_command(cmd, fds, argv)
+}
+
+/// Spawn `cmd` (made by [`command_in`]/[`command_at`]) with piped output, close the parent's
+/// copies of `fds`, and wait for it (killed after [`CLIENT_TIMEOUT`]).
+pub fn run_command<S: AsRef<OsStr>>(
+    mut cmd: Command,
+    fds: [File; 2],
+    argv: &[S],
+) -> anyhow::Result<ClientRun> {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("spawning client {:?}", display_argv(argv)))?;
+    drop(fds);
     let pid = child.id();
     let stdout = Collector::spawn(child.stdout.take().context("client stdout")?, |_| {});
     let stderr = Collector::spawn(child.stderr.take().context("client stderr")?, |_| {});

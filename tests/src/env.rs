@@ -194,6 +194,17 @@ pub fn preflight() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `bytes` random bytes from `/dev/urandom` as lower-case hex (e.g. a container id: 32).
+pub fn random_hex(bytes: usize) -> String {
+    use std::io::Read as _;
+    let mut buf = vec![0u8; bytes];
+    let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut buf));
+    if let Err(e) = read {
+        panic!("reading /dev/urandom: {e}");
+    }
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Resolve symlinks (`/usr/bin/python3` → `/usr/bin/python3.11`).
 pub fn realpath(path: &Path) -> anyhow::Result<PathBuf> {
     std::fs::canonicalize(path).with_context(|| format!("canonicalize {}", path.display()))

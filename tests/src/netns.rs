@@ -21,7 +21,7 @@ pub const MOCK_READY: &str = "mock-imds ready";
 /// How long the mock may take to start.
 const MOCK_START_TIMEOUT: Duration = Duration::from_secs(15);
 /// Where `ip netns add` pins namespaces.
-const NETNS_DIR: &str = "/run/netns";
+pub const NETNS_DIR: &str = "/run/netns";
 
 /// `--mode` of the mock: the instance's `HttpTokens` setting.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -52,8 +52,7 @@ pub struct MockOptions {
 /// Drop stops the mock and deletes the namespace.
 pub struct NetNs {
     name: String,
-    mock: Option<Child>,
-    mock_stderr: Option<Collector>,
+    mock: Option<Mock>,
 }
 
 impl NetNs {
@@ -64,10 +63,9 @@ impl NetNs {
         let mut netns = Self {
             name: name.to_owned(),
             mock: None,
-            mock_stderr: None,
         };
         netns.configure(options)?;
-        netns.start_mock(options)?;
+        netns.mock = Some(Mock::start(name, options)?);
         Ok(netns)
     }
 
@@ -101,10 +99,45 @@ impl NetNs {
         Ok(())
     }
 
-    fn start_mock(&mut self, options: &MockOptions) -> anyhow::Result<()> {
+    /// The namespace's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `/run/netns/<name>`, the file to `setns(2)` into.
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from(NETNS_DIR).join(&self.name)
+    }
+
+    /// What the mock logged on stderr so far (method, path, status per request).
+    pub fn mock_log(&self) -> String {
+        self.mock.as_ref().map(Mock::log).unwrap_or_default()
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        drop(self.mock.take());
+        if let Err(e) = ip(&["netns", "delete", &self.name]) {
+            eprintln!("warning: could not delete netns {}: {e:#}", self.name);
+        }
+    }
+}
+
+/// The mock IMDS (`tests/mock_imds.py`) running in a network namespace. Drop stops it.
+pub struct Mock {
+    child: Child,
+    stderr: Collector,
+}
+
+impl Mock {
+    /// `ip netns exec <netns> python3 mock_imds.py ...`, waiting for [`MOCK_READY`]. It
+    /// serves `0.0.0.0:80` and `[::]:80` (plus `options.extra_listen`), so it answers on
+    /// every address the namespace holds.
+    pub fn start(netns: &str, options: &MockOptions) -> anyhow::Result<Self> {
         let python = env::python3()?;
         let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.name])
+        cmd.args(["netns", "exec", netns])
             .arg(&python)
             .arg(env::mock_script());
         if options.mode == TokenMode::Required {
@@ -129,11 +162,19 @@ impl NetNs {
             .spawn()
             .context("spawning the mock IMDS with `ip netns exec`")?;
         let (ready_tx, ready_rx) = mpsc::channel();
-        let stdout = child.stdout.take().context("mock stdout")?;
-        let stderr = child.stderr.take().context("mock stderr")?;
-        // `ip netns exec` execs the command, so the child is the mock itself.
-        self.mock = Some(child);
-        self.mock_stderr = Some(Collector::spawn(stderr, |_| {}));
+        let (stdout, stderr) = match (child.stdout.take(), child.stderr.take()) {
+            (Some(stdout), Some(stderr)) => (stdout, stderr),
+            _ => {
+                let _ = terminate(&mut child, Duration::from_secs(3));
+                bail!("the mock's stdout/stderr were not piped");
+            }
+        };
+        // `ip netns exec` execs the command, so the child is the mock itself; from here on
+        // Drop stops it, even if it never gets ready.
+        let mock = Self {
+            child,
+            stderr: Collector::spawn(stderr, |_| {}),
+        };
         let stdout = Collector::spawn(stdout, move |line| {
             if line.contains(MOCK_READY) {
                 let _ = ready_tx.send(());
@@ -141,42 +182,23 @@ impl NetNs {
         });
         if ready_rx.recv_timeout(MOCK_START_TIMEOUT).is_err() {
             bail!(
-                "mock IMDS in netns {} not ready within {MOCK_START_TIMEOUT:?}; stdout: {:?}; stderr: {:?}",
-                self.name,
+                "mock IMDS in netns {netns} not ready within {MOCK_START_TIMEOUT:?}; stdout: {:?}; stderr: {:?}",
                 stdout.text(),
-                self.mock_log()
+                mock.log()
             );
         }
-        Ok(())
-    }
-
-    /// The namespace's name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// `/run/netns/<name>`, the file to `setns(2)` into.
-    pub fn path(&self) -> PathBuf {
-        PathBuf::from(NETNS_DIR).join(&self.name)
+        Ok(mock)
     }
 
     /// What the mock logged on stderr so far (method, path, status per request).
-    pub fn mock_log(&self) -> String {
-        self.mock_stderr
-            .as_ref()
-            .map(Collector::text)
-            .unwrap_or_default()
+    pub fn log(&self) -> String {
+        self.stderr.text()
     }
 }
 
-impl Drop for NetNs {
+impl Drop for Mock {
     fn drop(&mut self) {
-        if let Some(mut mock) = self.mock.take() {
-            let _ = terminate(&mut mock, Duration::from_secs(3));
-        }
-        if let Err(e) = ip(&["netns", "delete", &self.name]) {
-            eprintln!("warning: could not delete netns {}: {e:#}", self.name);
-        }
+        let _ = terminate(&mut self.child, Duration::from_secs(3));
     }
 }
 

@@ -20,10 +20,20 @@ const MAX_EXAMPLE_PATHS: usize = 5;
 
 /// Builds the report of one host.
 pub fn build(input: ReportInput) -> Report {
-    let ReportInput { host, generated_at, window_start, window_end, workloads, runs, timeline } =
-        input;
+    let ReportInput {
+        host,
+        generated_at,
+        window_start,
+        window_end,
+        workloads,
+        runs,
+        timeline,
+    } = input;
     let window_end = window_end.max(window_start);
-    let window = Interval { start: Timestamp(window_start), end: Timestamp(window_end) };
+    let window = Interval {
+        start: Timestamp(window_start),
+        end: Timestamp(window_end),
+    };
     let coverage = coverage(window, &runs, COVERAGE_TOLERANCE);
 
     let mut timelines: BTreeMap<String, BTreeMap<Timestamp, u64>> = BTreeMap::new();
@@ -47,7 +57,11 @@ pub fn build(input: ReportInput) -> Report {
     let to_fix = rows.iter().filter(|r| r.blocks()).count() as u64;
     let mut reasons = Vec::new();
     if v1_calls > 0 {
-        reasons.push(Reason::V1Calls { host: host.clone(), v1_calls, workloads: to_fix });
+        reasons.push(Reason::V1Calls {
+            host: host.clone(),
+            v1_calls,
+            workloads: to_fix,
+        });
     }
     if coverage.runs.is_empty() {
         reasons.push(Reason::NeverRan { host: host.clone() });
@@ -58,7 +72,11 @@ pub fn build(input: ReportInput) -> Report {
             window_seconds: coverage.window_seconds,
         });
     }
-    let verdict = if reasons.is_empty() { Verdict::Ready } else { Verdict::NotReady };
+    let verdict = if reasons.is_empty() {
+        Verdict::Ready
+    } else {
+        Verdict::NotReady
+    };
     let host_report = HostReport {
         host,
         generated_at: Timestamp(generated_at),
@@ -70,7 +88,14 @@ pub fn build(input: ReportInput) -> Report {
         rejected_401: rows.iter().map(|r| r.rejected_401).sum(),
         workloads_to_fix: to_fix,
     };
-    finalize(Timestamp(generated_at), window, vec![host_report], reasons, rows, bucket_seconds)
+    finalize(
+        Timestamp(generated_at),
+        window,
+        vec![host_report],
+        reasons,
+        rows,
+        bucket_seconds,
+    )
 }
 
 fn row(host: &str, w: WorkloadInput, timeline: BTreeMap<Timestamp, u64>) -> WorkloadRow {
@@ -114,7 +139,10 @@ fn row(host: &str, w: WorkloadInput, timeline: BTreeMap<Timestamp, u64>) -> Work
         last_v1_seen: last_v1_seen.map(Timestamp),
         example_paths,
         last_status,
-        timeline: timeline.into_iter().map(|(start, v1_calls)| Bucket { start, v1_calls }).collect(),
+        timeline: timeline
+            .into_iter()
+            .map(|(start, v1_calls)| Bucket { start, v1_calls })
+            .collect(),
     }
 }
 
@@ -156,7 +184,10 @@ pub fn coverage(window: Interval, runs: &[RunInput], tolerance: Duration) -> Cov
     let uncovered: Vec<Interval> = gaps
         .into_iter()
         .filter(|(s, e)| never_ran || e.duration_since(*s).unwrap_or_default() > tolerance)
-        .map(|(s, e)| Interval { start: Timestamp(s), end: Timestamp(e) })
+        .map(|(s, e)| Interval {
+            start: Timestamp(s),
+            end: Timestamp(e),
+        })
         .collect();
     let window_seconds = window.duration().as_secs();
     let uncovered_seconds: u64 = uncovered.iter().map(|i| i.duration().as_secs()).sum();
@@ -165,7 +196,11 @@ pub fn coverage(window: Interval, runs: &[RunInput], tolerance: Duration) -> Cov
     Coverage {
         window_seconds,
         covered_seconds,
-        covered_fraction: if never_ran { 0.0 } else { ratio(covered_seconds, window_seconds) },
+        covered_fraction: if never_ran {
+            0.0
+        } else {
+            ratio(covered_seconds, window_seconds)
+        },
         complete,
         tolerance_seconds: tolerance.as_secs(),
         uncovered,
@@ -222,12 +257,18 @@ fn finalize(
     let ready = reasons.is_empty()
         && !hosts.is_empty()
         && v1_calls == 0
-        && hosts.iter().all(|h| h.verdict == Verdict::Ready && h.coverage.complete);
+        && hosts
+            .iter()
+            .all(|h| h.verdict == Verdict::Ready && h.coverage.complete);
     Report {
         schema: SCHEMA_VERSION,
         generated_at,
         window,
-        verdict: if ready { Verdict::Ready } else { Verdict::NotReady },
+        verdict: if ready {
+            Verdict::Ready
+        } else {
+            Verdict::NotReady
+        },
         reasons,
         summary,
         hosts,
@@ -255,25 +296,50 @@ pub fn merge(reports: Vec<Report>) -> Result<Report, ReportError> {
         return Err(ReportError::NoReports);
     }
     if let Some(r) = reports.iter().find(|r| r.schema != SCHEMA_VERSION) {
-        return Err(ReportError::UnsupportedSchema { found: r.schema, expected: SCHEMA_VERSION });
+        return Err(ReportError::UnsupportedSchema {
+            found: r.schema,
+            expected: SCHEMA_VERSION,
+        });
     }
     let mut seen = BTreeSet::new();
     for host in reports.iter().flat_map(|r| &r.hosts) {
         if !seen.insert(host.host.clone()) {
-            return Err(ReportError::DuplicateHost { host: host.host.clone() });
+            return Err(ReportError::DuplicateHost {
+                host: host.host.clone(),
+            });
         }
     }
-    let generated_at = reports.iter().map(|r| r.generated_at).max().unwrap_or(reports[0].generated_at);
+    let generated_at = reports
+        .iter()
+        .map(|r| r.generated_at)
+        .max()
+        .unwrap_or(reports[0].generated_at);
     let window = Interval {
-        start: reports.iter().map(|r| r.window.start).min().unwrap_or(reports[0].window.start),
-        end: reports.iter().map(|r| r.window.end).max().unwrap_or(reports[0].window.end),
+        start: reports
+            .iter()
+            .map(|r| r.window.start)
+            .min()
+            .unwrap_or(reports[0].window.start),
+        end: reports
+            .iter()
+            .map(|r| r.window.end)
+            .max()
+            .unwrap_or(reports[0].window.end),
     };
-    let bucket = reports.iter().filter_map(|r| r.timeline_bucket_seconds).min();
+    let bucket = reports
+        .iter()
+        .filter_map(|r| r.timeline_bucket_seconds)
+        .min();
     let mut hosts = Vec::new();
     let mut reasons = Vec::new();
     let mut groups: BTreeMap<String, Vec<WorkloadRow>> = BTreeMap::new();
     for report in reports {
-        let Report { hosts: h, reasons: r, workloads, .. } = report;
+        let Report {
+            hosts: h,
+            reasons: r,
+            workloads,
+            ..
+        } = report;
         hosts.extend(h);
         reasons.extend(r);
         for row in workloads {
@@ -295,8 +361,11 @@ fn merge_rows(mut rows: Vec<WorkloadRow>) -> Option<WorkloadRow> {
     sort_rows(&mut rows);
     let mut rows = rows.into_iter();
     let mut merged = rows.next()?;
-    let mut timeline: BTreeMap<Timestamp, u64> =
-        merged.timeline.iter().map(|b| (b.start, b.v1_calls)).collect();
+    let mut timeline: BTreeMap<Timestamp, u64> = merged
+        .timeline
+        .iter()
+        .map(|b| (b.start, b.v1_calls))
+        .collect();
     for row in rows {
         merged.v1_calls += row.v1_calls;
         merged.v2_calls += row.v2_calls;
@@ -309,7 +378,9 @@ fn merge_rows(mut rows: Vec<WorkloadRow>) -> Option<WorkloadRow> {
         }
         merged.last_v1_seen = merged.last_v1_seen.max(row.last_v1_seen);
         for path in row.example_paths {
-            if merged.example_paths.len() < MAX_EXAMPLE_PATHS && !merged.example_paths.contains(&path) {
+            if merged.example_paths.len() < MAX_EXAMPLE_PATHS
+                && !merged.example_paths.contains(&path)
+            {
                 merged.example_paths.push(path);
             }
         }
@@ -319,6 +390,9 @@ fn merge_rows(mut rows: Vec<WorkloadRow>) -> Option<WorkloadRow> {
         merged.hosts.extend(row.hosts);
     }
     merged.hosts.sort_by(|a, b| a.host.cmp(&b.host));
-    merged.timeline = timeline.into_iter().map(|(start, v1_calls)| Bucket { start, v1_calls }).collect();
+    merged.timeline = timeline
+        .into_iter()
+        .map(|(start, v1_calls)| Bucket { start, v1_calls })
+        .collect();
     Some(merged)
 }

@@ -12,7 +12,11 @@ pub(super) fn render(report: &Report) -> String {
     let fleet = report.hosts.len() > 1;
     let s = &report.summary;
     if fleet {
-        let _ = writeln!(out, "# IMDS readiness: fleet of {} hosts", report.hosts.len());
+        let _ = writeln!(
+            out,
+            "# IMDS readiness: fleet of {} hosts",
+            report.hosts.len()
+        );
     } else {
         let host = report.hosts.first().map_or("", |h| h.host.as_str());
         let _ = writeln!(out, "# IMDS readiness: {}", esc(host));
@@ -64,9 +68,13 @@ pub(super) fn render(report: &Report) -> String {
                 human_duration(gap.duration())
             );
         }
-        let unclean = c.runs.iter().filter(|r| !r.clean_stop).count() as u64;
+        let unclean = c.unclean_stops(host.window);
         if unclean > 0 {
-            let _ = writeln!(out, "  - {unclean} agent run{} ended without a clean stop", plural(unclean));
+            let _ = writeln!(
+                out,
+                "  - {unclean} agent run{} ended without a clean stop (crash or kill?)",
+                plural(unclean)
+            );
         }
     }
     let _ = writeln!(out);
@@ -85,16 +93,32 @@ pub(super) fn render(report: &Report) -> String {
             None => "no call seen".to_owned(),
         }
     );
-    let _ = writeln!(out, "| already rejected (401) | {} |", esc(&rejected_line(report)));
+    let _ = writeln!(
+        out,
+        "| already rejected (401) | {} |",
+        esc(&rejected_line(report))
+    );
     if s.unanswered_token_requests > 0 {
-        let _ = writeln!(out, "| unanswered token PUTs | {} |", s.unanswered_token_requests);
+        let _ = writeln!(
+            out,
+            "| unanswered token PUTs | {} |",
+            s.unanswered_token_requests
+        );
     }
-    let _ = writeln!(out, "| workloads to fix | {} of {} |", s.workloads_to_fix, s.workloads_total);
+    let _ = writeln!(
+        out,
+        "| workloads to fix | {} of {} |",
+        s.workloads_to_fix, s.workloads_total
+    );
     let _ = writeln!(
         out,
         "| window covered | {}{} |",
         percent(s.covered_seconds, s.window_seconds),
-        if s.coverage_complete { "" } else { " (incomplete)" }
+        if s.coverage_complete {
+            ""
+        } else {
+            " (incomplete)"
+        }
     );
     let _ = writeln!(out);
 
@@ -131,10 +155,17 @@ pub(super) fn render(report: &Report) -> String {
     }
     let hosts_head = if fleet { " hosts (v1) |" } else { "" };
     let hosts_rule = if fleet { "---|" } else { "" };
-    let _ = writeln!(out, "| workload | v1 | v2 | 401 | last v1 seen | SDK | cause |{hosts_head} advice |");
+    let _ = writeln!(
+        out,
+        "| workload | v1 | v2 | 401 | last v1 seen | SDK | cause |{hosts_head} advice |"
+    );
     let _ = writeln!(out, "|---|---:|---:|---:|---|---|---|{hosts_rule}---|");
     for w in &report.workloads {
-        let hosts = if fleet { format!(" {} |", esc(&hosts_cell(w))) } else { String::new() };
+        let hosts = if fleet {
+            format!(" {} |", esc(&hosts_cell(w)))
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
             "| {} | {} | {} | {} | {} | {} | {} |{hosts} {} |",

@@ -85,7 +85,10 @@ pub fn exit_code(report: &Report) -> i32 {
 /// `--since`: a positive number and a unit (`s`, `m`, `h`, `d`, `w`), optionally several
 /// (`1d12h`).
 pub fn parse_since(s: &str) -> Result<Duration, ReportError> {
-    let bad = |why| ReportError::BadDuration { input: s.to_owned(), why };
+    let bad = |why| ReportError::BadDuration {
+        input: s.to_owned(),
+        why,
+    };
     let text = s.trim();
     if text.is_empty() {
         return Err(bad("empty"));
@@ -96,7 +99,9 @@ pub fn parse_since(s: &str) -> Result<Duration, ReportError> {
         if let Some(d) = c.to_digit(10) {
             let n = number.unwrap_or(0);
             number = Some(
-                n.checked_mul(10).and_then(|n| n.checked_add(u64::from(d))).ok_or_else(|| bad("too large"))?,
+                n.checked_mul(10)
+                    .and_then(|n| n.checked_add(u64::from(d)))
+                    .ok_or_else(|| bad("too large"))?,
             );
             continue;
         }
@@ -108,7 +113,9 @@ pub fn parse_since(s: &str) -> Result<Duration, ReportError> {
             'w' => 7 * 86_400,
             _ => return Err(bad("unknown unit")),
         };
-        let n = number.take().ok_or_else(|| bad("a unit without a number"))?;
+        let n = number
+            .take()
+            .ok_or_else(|| bad("a unit without a number"))?;
         total = n
             .checked_mul(unit)
             .and_then(|v| total.checked_add(v))

@@ -53,7 +53,9 @@ impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self.rfc3339() {
             Some(text) => serializer.serialize_str(&text),
-            None => Err(serde::ser::Error::custom("timestamp outside years 0..=9999")),
+            None => Err(serde::ser::Error::custom(
+                "timestamp outside years 0..=9999",
+            )),
         }
     }
 }
@@ -112,9 +114,17 @@ impl fmt::Display for Verdict {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Reason {
     /// IMDSv1 calls were seen: enforcement would break these workloads.
-    V1Calls { host: String, v1_calls: u64, workloads: u64 },
+    V1Calls {
+        host: String,
+        v1_calls: u64,
+        workloads: u64,
+    },
     /// The agent did not watch part of the window (gaps listed in the host's coverage).
-    IncompleteCoverage { host: String, covered_seconds: u64, window_seconds: u64 },
+    IncompleteCoverage {
+        host: String,
+        covered_seconds: u64,
+        window_seconds: u64,
+    },
     /// No agent run overlaps the window: nothing is known about this host.
     NeverRan { host: String },
 }
@@ -122,13 +132,21 @@ pub enum Reason {
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::V1Calls { host, v1_calls, workloads } => write!(
+            Self::V1Calls {
+                host,
+                v1_calls,
+                workloads,
+            } => write!(
                 f,
                 "{host}: {v1_calls} IMDSv1 call{} from {workloads} workload{} (would break under HttpTokens=required)",
                 plural(*v1_calls),
                 plural(*workloads)
             ),
-            Self::IncompleteCoverage { host, covered_seconds, window_seconds } => write!(
+            Self::IncompleteCoverage {
+                host,
+                covered_seconds,
+                window_seconds,
+            } => write!(
                 f,
                 "{host}: incomplete coverage: the agent watched {} of the window ({} of {}); \
                  v1 calls in the unwatched time would not be seen",
@@ -137,7 +155,10 @@ impl fmt::Display for Reason {
                 human_duration(Duration::from_secs(*window_seconds))
             ),
             Self::NeverRan { host } => {
-                write!(f, "{host}: the agent never ran in the window: nothing is known about this host")
+                write!(
+                    f,
+                    "{host}: the agent never ran in the window: nothing is known about this host"
+                )
             }
         }
     }
@@ -165,6 +186,18 @@ pub struct Coverage {
     /// Time in the window no run watched, longer than the tolerance.
     pub uncovered: Vec<Interval>,
     pub runs: Vec<Run>,
+}
+
+impl Coverage {
+    /// Runs that stopped inside the window without a clean stop (crash, kill, power loss);
+    /// a run still going at the end of the window is not one.
+    pub fn unclean_stops(&self, window: Interval) -> u64 {
+        let tolerance = Duration::from_secs(self.tolerance_seconds);
+        self.runs
+            .iter()
+            .filter(|r| !r.clean_stop && window.end.since(r.last_seen) > tolerance)
+            .count() as u64
+    }
 }
 
 /// One host of the report (a single-host report has one).
@@ -281,12 +314,14 @@ pub(crate) fn plural(n: u64) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
-/// `93.2%`; one decimal, never rounds up to 100% unless complete.
+/// `93.2%`, rounded to one decimal but never to 100% unless whole (and never to 0% unless
+/// nothing).
 pub(crate) fn percent(part: u64, whole: u64) -> String {
     if whole == 0 || part >= whole {
         return "100%".to_owned();
     }
-    let tenths = (u128::from(part) * 1000 / u128::from(whole)) as u64;
+    let tenths = (u128::from(part) * 1000 + u128::from(whole) / 2) / u128::from(whole);
+    let tenths = if part > 0 { tenths.clamp(1, 999) } else { 0 };
     format!("{}.{}%", tenths / 10, tenths % 10)
 }
 

@@ -13,9 +13,15 @@ pub(super) fn render(report: &Report) -> String {
     let fleet = report.hosts.len() > 1;
     let s = &report.summary;
     let title = if fleet {
-        format!("IMDS readiness report for a fleet of {} hosts", report.hosts.len())
+        format!(
+            "IMDS readiness report for a fleet of {} hosts",
+            report.hosts.len()
+        )
     } else {
-        format!("IMDS readiness report for host {}", clean(host_names(report).as_str()))
+        format!(
+            "IMDS readiness report for host {}",
+            clean(host_names(report).as_str())
+        )
     };
     let _ = writeln!(out, "{title}");
     let _ = writeln!(out, "Generated  {}", report.generated_at);
@@ -32,11 +38,19 @@ pub(super) fn render(report: &Report) -> String {
     }
     for host in &report.hosts {
         let c = &host.coverage;
-        let prefix = if fleet { format!("{}: ", clean(&host.host)) } else { String::new() };
+        let prefix = if fleet {
+            format!("{}: ", clean(&host.host))
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
             "Coverage   {prefix}{} of the window watched ({} of {}){}",
-            if c.runs.is_empty() { "0.0%".to_owned() } else { percent(c.covered_seconds, c.window_seconds) },
+            if c.runs.is_empty() {
+                "0.0%".to_owned()
+            } else {
+                percent(c.covered_seconds, c.window_seconds)
+            },
             human_duration(std::time::Duration::from_secs(c.covered_seconds)),
             human_duration(std::time::Duration::from_secs(c.window_seconds)),
             if c.complete { "" } else { " — INCOMPLETE" }
@@ -50,9 +64,13 @@ pub(super) fn render(report: &Report) -> String {
                 human_duration(gap.duration())
             );
         }
-        let unclean = c.runs.iter().filter(|r| !r.clean_stop).count() as u64;
+        let unclean = c.unclean_stops(host.window);
         if unclean > 0 {
-            let _ = writeln!(out, "  {unclean} agent run{} ended without a clean stop", plural(unclean));
+            let _ = writeln!(
+                out,
+                "  {unclean} agent run{} ended without a clean stop (crash or kill?)",
+                plural(unclean)
+            );
         }
     }
     let _ = writeln!(out);
@@ -63,22 +81,35 @@ pub(super) fn render(report: &Report) -> String {
         (
             "v2 adoption",
             match s.v2_adoption {
-                Some(_) => format!("{} of calls use a token", percent(s.v2_calls, s.v1_calls + s.v2_calls)),
+                Some(_) => format!(
+                    "{} of calls use a token",
+                    percent(s.v2_calls, s.v1_calls + s.v2_calls)
+                ),
                 None => "no call seen".to_owned(),
             },
         ),
         ("already rejected (401)", rejected_line(report)),
     ];
     if s.unanswered_token_requests > 0 {
-        lines.push(("unanswered token PUTs", format!("{} (hop limit or firewall?)", s.unanswered_token_requests)));
+        lines.push((
+            "unanswered token PUTs",
+            format!("{} (hop limit or firewall?)", s.unanswered_token_requests),
+        ));
     }
-    lines.push(("workloads to fix", format!("{} of {}", s.workloads_to_fix, s.workloads_total)));
+    lines.push((
+        "workloads to fix",
+        format!("{} of {}", s.workloads_to_fix, s.workloads_total),
+    ));
     lines.push((
         "window covered",
         format!(
             "{}{}",
             percent(s.covered_seconds, s.window_seconds),
-            if s.coverage_complete { "" } else { " (incomplete)" }
+            if s.coverage_complete {
+                ""
+            } else {
+                " (incomplete)"
+            }
         ),
     ));
     let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
@@ -121,7 +152,15 @@ pub(super) fn render(report: &Report) -> String {
         return out;
     }
     let _ = writeln!(out, "Workloads, most blocking first");
-    let mut headers = vec!["WORKLOAD", "V1", "V2", "401", "LAST V1 SEEN", "SDK", "CAUSE"];
+    let mut headers = vec![
+        "WORKLOAD",
+        "V1",
+        "V2",
+        "401",
+        "LAST V1 SEEN",
+        "SDK",
+        "CAUSE",
+    ];
     let mut right = vec![false, true, true, true, false, false, false];
     if fleet {
         headers.push("HOSTS");
@@ -154,7 +193,12 @@ pub(super) fn render(report: &Report) -> String {
 }
 
 pub(super) fn host_names(report: &Report) -> String {
-    report.hosts.iter().map(|h| h.host.as_str()).collect::<Vec<_>>().join(", ")
+    report
+        .hosts
+        .iter()
+        .map(|h| h.host.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 pub(super) fn rejected_line(report: &Report) -> String {
@@ -187,13 +231,23 @@ pub(super) fn advice(w: &WorkloadRow) -> String {
 
 /// `web-1 (12), web-2 (3)`: v1 calls per host.
 pub(super) fn hosts_cell(w: &WorkloadRow) -> String {
-    w.hosts.iter().map(|h| format!("{} ({})", h.host, h.v1_calls)).collect::<Vec<_>>().join(", ")
+    w.hosts
+        .iter()
+        .map(|h| format!("{} ({})", h.host, h.v1_calls))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Control characters (escape sequences, newlines) shown escaped.
 pub(super) fn clean(text: &str) -> String {
     text.chars()
-        .map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() })
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
         .collect()
 }
 

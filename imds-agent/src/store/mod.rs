@@ -23,7 +23,7 @@ mod writer;
 mod tests;
 
 use std::{
-    path::{Path, PathBuf},
+    path::PathBuf,
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -34,7 +34,7 @@ use std::{
 };
 
 pub use error::StoreError;
-pub use reader::{Reader, RunRow, WorkloadRow};
+pub use reader::{READER_BUSY_TIMEOUT, Reader, RunRow, V1Series, WorkloadRow};
 
 /// Where the agent keeps its inventory unless told otherwise.
 pub const DEFAULT_PATH: &str = "/var/lib/imds-agent/inventory.sqlite";
@@ -48,6 +48,8 @@ pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_millis(500);
 pub const DEFAULT_MAX_BATCH: usize = 5000;
 /// Queued events allowed per `max_batch` before [`Store::record`] starts dropping.
 const QUEUE_BATCHES: usize = 4;
+/// The queue never holds more than this many messages, whatever `max_batch` says.
+const MAX_QUEUE: usize = 1 << 20;
 /// How often the writer deletes what is older than the retention when idle or busy.
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 /// Counters are kept per hour.
@@ -96,15 +98,19 @@ pub struct RunInfo {
 /// The host name, as the kernel knows it.
 const HOSTNAME_FILE: &str = "/proc/sys/kernel/hostname";
 
+/// This host's name, as the kernel knows it.
+pub fn host_name() -> String {
+    std::fs::read_to_string(HOSTNAME_FILE)
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
+}
+
 impl RunInfo {
     /// A run starting now on this host, by this build of the agent.
     pub fn current(cgroup: impl Into<String>) -> Self {
-        let host_name = std::fs::read_to_string(HOSTNAME_FILE)
-            .map(|s| s.trim().to_owned())
-            .unwrap_or_default();
         Self {
             started: SystemTime::now(),
-            host_name,
+            host_name: host_name(),
             agent_version: env!("CARGO_PKG_VERSION").to_owned(),
             cgroup: cgroup.into(),
         }
@@ -169,9 +175,15 @@ impl Store {
     pub fn open(cfg: StoreConfig, run: RunInfo) -> Result<Store, StoreError> {
         let mut conn = schema::open_writable(&cfg.path)?;
         let run_id = writer::start_run(&mut conn, &cfg.path, &run)?;
-        writer::retention(&mut conn, &cfg.path, cfg.retention, run_id, SystemTime::now())?;
+        writer::retention(
+            &mut conn,
+            &cfg.path,
+            cfg.retention,
+            run_id,
+            SystemTime::now(),
+        )?;
         let max_batch = cfg.max_batch.max(1);
-        let (tx, rx) = mpsc::sync_channel(max_batch.saturating_mul(QUEUE_BATCHES));
+        let (tx, rx) = mpsc::sync_channel(max_batch.saturating_mul(QUEUE_BATCHES).min(MAX_QUEUE));
         let counters = Arc::new(Counters::default());
         let path = cfg.path.clone();
         let w = writer::Writer::new(conn, cfg, run_id, Arc::clone(&counters));
@@ -227,7 +239,8 @@ impl Store {
     pub fn flush(&self) -> Result<(), StoreError> {
         let tx = self.tx.as_ref().ok_or(StoreError::WriterGone)?;
         let (reply_tx, reply_rx) = mpsc::sync_channel(1);
-        tx.send(Msg::Flush(reply_tx)).map_err(|_| StoreError::WriterGone)?;
+        tx.send(Msg::Flush(reply_tx))
+            .map_err(|_| StoreError::WriterGone)?;
         reply_rx.recv().map_err(|_| StoreError::WriterGone)?
     }
 
@@ -276,10 +289,9 @@ pub(crate) fn to_ms(t: SystemTime) -> i64 {
 /// The time `ms` milliseconds after the epoch.
 pub(crate) fn from_ms(ms: i64) -> SystemTime {
     let d = Duration::from_millis(ms.unsigned_abs());
-    if ms >= 0 { UNIX_EPOCH + d } else { UNIX_EPOCH - d }
-}
-
-/// The file a store or reader works on, for messages.
-pub(crate) fn shown(path: &Path) -> String {
-    path.display().to_string()
+    if ms >= 0 {
+        UNIX_EPOCH + d
+    } else {
+        UNIX_EPOCH - d
+    }
 }

@@ -40,6 +40,9 @@ pub struct WorkloadRow {
     pub last_status: Option<u16>,
 }
 
+/// One workload's v1 calls: `(bucket start, count)` per bucket, oldest first.
+pub type V1Series = (String, Vec<(SystemTime, u64)>);
+
 /// One run of the agent.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunRow {
@@ -72,18 +75,25 @@ impl Reader {
     /// [`Reader::open`] waiting at most `busy` for a lock.
     pub fn open_with_timeout(path: &Path, busy: Duration) -> Result<Reader, StoreError> {
         if !path.exists() {
-            return Err(StoreError::Missing { path: path.to_path_buf() });
+            return Err(StoreError::Missing {
+                path: path.to_path_buf(),
+            });
         }
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(path, flags)
-            .map_err(|e| match StoreError::sqlite(path, "opening", e) {
-                StoreError::Sqlite { path, source, .. } => StoreError::Open { path, source },
-                other => other,
+        let conn =
+            Connection::open_with_flags(path, flags).map_err(|e| {
+                match StoreError::sqlite(path, "opening", e) {
+                    StoreError::Sqlite { path, source, .. } => StoreError::Open { path, source },
+                    other => other,
+                }
             })?;
         conn.busy_timeout(busy)
             .map_err(|e| StoreError::sqlite(path, "setting the busy timeout", e))?;
         schema::check_readable(&conn, path)?;
-        Ok(Reader { conn, path: path.to_path_buf() })
+        Ok(Reader {
+            conn,
+            path: path.to_path_buf(),
+        })
     }
 
     fn err(&self, what: &'static str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
@@ -113,7 +123,8 @@ impl Reader {
         let rows = stmt
             .query_map([to_ms(since), BUCKET_MS], workload_row)
             .map_err(self.err("reading workloads"))?;
-        rows.collect::<Result<_, _>>().map_err(self.err("reading workloads"))
+        rows.collect::<Result<_, _>>()
+            .map_err(self.err("reading workloads"))
     }
 
     /// Agent runs that overlap the window, oldest first.
@@ -141,7 +152,8 @@ impl Reader {
                 })
             })
             .map_err(self.err("reading runs"))?;
-        rows.collect::<Result<_, _>>().map_err(self.err("reading runs"))
+        rows.collect::<Result<_, _>>()
+            .map_err(self.err("reading runs"))
     }
 
     /// v1 calls per workload per `bucket` (a whole number of hours, aligned to the epoch, so
@@ -151,7 +163,7 @@ impl Reader {
         &self,
         since: SystemTime,
         bucket: Duration,
-    ) -> Result<Vec<(String, Vec<(SystemTime, u64)>)>, StoreError> {
+    ) -> Result<Vec<V1Series>, StoreError> {
         let bucket_ms = i64::try_from(bucket.as_millis()).unwrap_or(0);
         if bucket_ms <= 0 || bucket_ms % BUCKET_MS != 0 {
             return Err(StoreError::InvalidBucket { bucket });
@@ -166,7 +178,11 @@ impl Reader {
         let since_ms = to_ms(since);
         let rows = stmt
             .query_map([since_ms, BUCKET_MS], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
             })
             .map_err(self.err("reading v1 counters"))?;
         let mut series: BTreeMap<String, BTreeMap<i64, u64>> = BTreeMap::new();
@@ -205,7 +221,10 @@ impl Reader {
         if result == "ok" {
             Ok(())
         } else {
-            Err(StoreError::Corrupt { path: self.path.clone(), detail: result })
+            Err(StoreError::Corrupt {
+                path: self.path.clone(),
+                detail: result,
+            })
         }
     }
 
@@ -224,7 +243,9 @@ impl Reader {
             .prepare("SELECT json FROM events ORDER BY id DESC LIMIT ?1")
             .map_err(self.err("reading events"))?;
         let rows = stmt
-            .query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |r| r.get::<_, String>(0))
+            .query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+                r.get::<_, String>(0)
+            })
             .map_err(self.err("reading events"))?;
         let mut out = Vec::new();
         for row in rows {
@@ -254,6 +275,8 @@ fn workload_row(r: &Row<'_>) -> rusqlite::Result<WorkloadRow> {
         last_seen: from_ms(r.get(11)?),
         last_v1_seen: r.get::<_, Option<i64>>(12)?.map(from_ms),
         example_paths: serde_json::from_str(&paths).unwrap_or_default(),
-        last_status: r.get::<_, Option<i64>>(14)?.and_then(|s| u16::try_from(s).ok()),
+        last_status: r
+            .get::<_, Option<i64>>(14)?
+            .and_then(|s| u16::try_from(s).ok()),
     })
 }

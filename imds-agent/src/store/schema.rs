@@ -91,7 +91,8 @@ pub(crate) fn open_writable(path: &Path) -> Result<Connection, StoreError> {
         source,
     })?;
     let err = |what| move |e| StoreError::sqlite(path, what, e);
-    conn.busy_timeout(WRITER_BUSY_TIMEOUT).map_err(err("setting the busy timeout"))?;
+    conn.busy_timeout(WRITER_BUSY_TIMEOUT)
+        .map_err(err("setting the busy timeout"))?;
     let mode: String = conn
         .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
         .map_err(err("switching to WAL"))?;
@@ -116,9 +117,15 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
         });
     }
     if found == 0 && has_tables(conn, path)? {
-        return Err(StoreError::NotInventory { path: path.to_path_buf() });
+        return Err(StoreError::NotInventory {
+            path: path.to_path_buf(),
+        });
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(usize::try_from(found).unwrap_or(0)) {
+    for (i, sql) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip(usize::try_from(found).unwrap_or(0))
+    {
         let tx = conn.transaction().map_err(err("starting a migration"))?;
         tx.execute_batch(sql).map_err(err("applying a migration"))?;
         if i == 0 {
@@ -141,9 +148,11 @@ pub(crate) fn user_version(conn: &Connection, path: &Path) -> Result<i64, StoreE
 }
 
 fn has_tables(conn: &Connection, path: &Path) -> Result<bool, StoreError> {
-    conn.query_row("SELECT count(*) FROM sqlite_schema WHERE type = 'table'", [], |r| {
-        r.get::<_, i64>(0)
-    })
+    conn.query_row(
+        "SELECT count(*) FROM sqlite_schema WHERE type = 'table'",
+        [],
+        |r| r.get::<_, i64>(0),
+    )
     .map(|n| n > 0)
     .map_err(|e| StoreError::sqlite(path, "listing tables", e))
 }
@@ -159,7 +168,9 @@ pub(crate) fn check_readable(conn: &Connection, path: &Path) -> Result<(), Store
         });
     }
     if found == 0 {
-        return Err(StoreError::NotInventory { path: path.to_path_buf() });
+        return Err(StoreError::NotInventory {
+            path: path.to_path_buf(),
+        });
     }
     if found < SCHEMA_VERSION {
         return Err(StoreError::OlderSchema {
@@ -169,11 +180,15 @@ pub(crate) fn check_readable(conn: &Connection, path: &Path) -> Result<(), Store
         });
     }
     let kind: Option<String> = conn
-        .query_row("SELECT value FROM meta WHERE key = ?1", [META_KIND], |r| r.get(0))
+        .query_row("SELECT value FROM meta WHERE key = ?1", [META_KIND], |r| {
+            r.get(0)
+        })
         .optional()
         .map_err(|e| StoreError::sqlite(path, "reading meta", e))?;
     if kind.as_deref() != Some(KIND) {
-        return Err(StoreError::NotInventory { path: path.to_path_buf() });
+        return Err(StoreError::NotInventory {
+            path: path.to_path_buf(),
+        });
     }
     Ok(())
 }

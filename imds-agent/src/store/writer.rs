@@ -44,8 +44,17 @@ const IDENTITY_PREFIXES: &[&str] = &[
 ];
 
 /// Inserts the run and returns its id.
-pub(crate) fn start_run(conn: &mut Connection, path: &Path, run: &RunInfo) -> Result<i64, StoreError> {
-    let RunInfo { started, host_name, agent_version, cgroup } = run;
+pub(crate) fn start_run(
+    conn: &mut Connection,
+    path: &Path,
+    run: &RunInfo,
+) -> Result<i64, StoreError> {
+    let RunInfo {
+        started,
+        host_name,
+        agent_version,
+        cgroup,
+    } = run;
     let started = to_ms(*started);
     conn.execute(
         "INSERT INTO runs (started_ms, last_seen_ms, host_name, agent_version, cgroup)
@@ -65,14 +74,23 @@ pub(crate) fn retention(
     now: SystemTime,
 ) -> Result<(), StoreError> {
     let err = |e| StoreError::sqlite(path, "deleting data past the retention", e);
-    let cutoff = to_ms(now).saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
+    let cutoff =
+        to_ms(now).saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
     let tx = conn.transaction().map_err(err)?;
-    tx.execute("DELETE FROM events WHERE time_ms < ?1", [cutoff]).map_err(err)?;
-    tx.execute("DELETE FROM workload_buckets WHERE bucket_ms + ?2 <= ?1", [cutoff, BUCKET_MS])
+    tx.execute("DELETE FROM events WHERE time_ms < ?1", [cutoff])
         .map_err(err)?;
-    tx.execute("DELETE FROM workloads WHERE last_seen_ms < ?1", [cutoff]).map_err(err)?;
-    tx.execute("DELETE FROM runs WHERE last_seen_ms < ?1 AND id != ?2", [cutoff, run_id])
+    tx.execute(
+        "DELETE FROM workload_buckets WHERE bucket_ms + ?2 <= ?1",
+        [cutoff, BUCKET_MS],
+    )
+    .map_err(err)?;
+    tx.execute("DELETE FROM workloads WHERE last_seen_ms < ?1", [cutoff])
         .map_err(err)?;
+    tx.execute(
+        "DELETE FROM runs WHERE last_seen_ms < ?1 AND id != ?2",
+        [cutoff, run_id],
+    )
+    .map_err(err)?;
     tx.commit().map_err(err)
 }
 
@@ -208,8 +226,18 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub(crate) fn new(conn: Connection, cfg: StoreConfig, run_id: i64, counters: Arc<Counters>) -> Self {
-        Self { conn, cfg, run_id, counters }
+    pub(crate) fn new(
+        conn: Connection,
+        cfg: StoreConfig,
+        run_id: i64,
+        counters: Arc<Counters>,
+    ) -> Self {
+        Self {
+            conn,
+            cfg,
+            run_id,
+            counters,
+        }
     }
 
     fn path(&self) -> PathBuf {
@@ -222,17 +250,22 @@ impl Writer {
         let mut next_retention = Instant::now() + RETENTION_EVERY;
         loop {
             // Wait for something to do, or for the next retention pass.
-            let first = match rx.recv_timeout(next_retention.saturating_duration_since(Instant::now())) {
-                Ok(m) => Some(m),
-                Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => return Ok(()),
-            };
+            let first =
+                match rx.recv_timeout(next_retention.saturating_duration_since(Instant::now())) {
+                    Ok(m) => Some(m),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => return Ok(()),
+                };
             if Instant::now() >= next_retention {
                 next_retention = Instant::now() + RETENTION_EVERY;
                 let path = self.path();
-                if let Err(error) =
-                    retention(&mut self.conn, &path, self.cfg.retention, self.run_id, SystemTime::now())
-                {
+                if let Err(error) = retention(
+                    &mut self.conn,
+                    &path,
+                    self.cfg.retention,
+                    self.run_id,
+                    SystemTime::now(),
+                ) {
                     tracing::warn!(%error, "inventory retention pass failed");
                 } else {
                     self.counters.transactions.fetch_add(1, Ordering::Relaxed);
@@ -270,13 +303,17 @@ impl Writer {
             }
             let result = self.commit(&batch, close);
             if let Err(error) = &result {
-                self.counters.dropped.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                self.counters
+                    .dropped
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 tracing::warn!(%error, events = batch.len(), "inventory batch not stored");
             }
             for reply in flushes {
                 let _ = reply.send(match &result {
                     Ok(()) => Ok(()),
-                    Err(_) => Err(StoreError::WriterGone),
+                    Err(e) => Err(StoreError::BatchFailed {
+                        detail: e.to_string(),
+                    }),
                 });
             }
             if close {
@@ -298,10 +335,14 @@ impl Writer {
         };
         let now_ms = to_ms(SystemTime::now());
         let parsed: Vec<Parsed> = batch.iter().map(|e| parse(e, now_ms)).collect();
-        let tx = self.conn.transaction().map_err(err("starting a transaction"))?;
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(err("starting a transaction"))?;
         insert_events(&tx, &parsed, self.run_id).map_err(err("inserting events"))?;
         update_aggregates(&tx, &parsed).map_err(err("updating aggregates"))?;
-        rotate(&tx, self.cfg.max_events, self.cfg.retention, now_ms).map_err(err("rotating events"))?;
+        rotate(&tx, self.cfg.max_events, self.cfg.retention, now_ms)
+            .map_err(err("rotating events"))?;
         tx.execute(
             "UPDATE runs SET last_seen_ms = max(last_seen_ms, ?2), events = events + ?3,
                  stopped_ms = CASE WHEN ?4 THEN ?2 ELSE stopped_ms END,
@@ -312,7 +353,9 @@ impl Writer {
         .map_err(err("updating the run"))?;
         tx.commit().map_err(err("committing"))?;
         self.counters.transactions.fetch_add(1, Ordering::Relaxed);
-        self.counters.events.fetch_add(parsed.len() as u64, Ordering::Relaxed);
+        self.counters
+            .events
+            .fetch_add(parsed.len() as u64, Ordering::Relaxed);
         Ok(())
     }
 }
@@ -344,11 +387,18 @@ fn update_aggregates(tx: &Transaction<'_>, parsed: &[Parsed]) -> rusqlite::Resul
              unanswered_token = unanswered_token + excluded.unanswered_token",
     )?;
     for ((workload, bucket), c) in &buckets {
-        bucket_stmt.execute(params![workload, bucket, c.v1, c.v2, c.other, c.rejected, c.unanswered_token])?;
+        bucket_stmt.execute(params![
+            workload,
+            bucket,
+            c.v1,
+            c.v2,
+            c.other,
+            c.rejected,
+            c.unanswered_token
+        ])?;
     }
-    let mut select = tx.prepare_cached(
-        "SELECT example_paths, last_seen_ms FROM workloads WHERE workload = ?1",
-    )?;
+    let mut select =
+        tx.prepare_cached("SELECT example_paths FROM workloads WHERE workload = ?1")?;
     // Values "as seen last" replace the stored ones only when the batch's are newer.
     let mut upsert = tx.prepare_cached(
         "INSERT INTO workloads (workload, identity, sdk_name, sdk_version, v1_cause, v1_advice,
@@ -435,16 +485,22 @@ fn update_aggregates(tx: &Transaction<'_>, parsed: &[Parsed]) -> rusqlite::Resul
 }
 
 /// Keeps at most `max_events` raw events, none older than the retention.
-fn rotate(tx: &Transaction<'_>, max_events: u64, retention: Duration, now_ms: i64) -> rusqlite::Result<()> {
+fn rotate(
+    tx: &Transaction<'_>,
+    max_events: u64,
+    retention: Duration,
+    now_ms: i64,
+) -> rusqlite::Result<()> {
     let cutoff = now_ms.saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
-    tx.prepare_cached("DELETE FROM events WHERE time_ms < ?1")?.execute([cutoff])?;
+    tx.prepare_cached("DELETE FROM events WHERE time_ms < ?1")?
+        .execute([cutoff])?;
     if max_events == 0 {
         tx.execute("DELETE FROM events", [])?;
     } else {
-        tx.prepare_cached(
-            "DELETE FROM events WHERE id <= (SELECT id FROM events ORDER BY id DESC LIMIT 1 OFFSET ?1)",
-        )?
-        .execute([i64::try_from(max_events).unwrap_or(i64::MAX)])?;
+        // Ids only grow, so at most `max_events` ids lie above max(id) - max_events: the
+        // bound holds without counting rows (gaps left by retention only keep fewer).
+        tx.prepare_cached("DELETE FROM events WHERE id <= (SELECT max(id) FROM events) - ?1")?
+            .execute([i64::try_from(max_events).unwrap_or(i64::MAX)])?;
     }
     Ok(())
 }

@@ -209,8 +209,12 @@ impl Workload {
         put("container.runtime", c.runtime.map(|v| json!(v.as_str())));
         put("k8s.pod.uid", c.pod_uid.as_ref().or(self.pod.as_ref().map(|p| &p.uid)).map(|v| json!(v)));
         put("k8s.pod.qos_class", c.qos.map(|v| json!(v.as_str())));
-        put("systemd.unit", c.systemd_unit.as_ref().map(|v| json!(v)));
-        put("systemd.slice", c.systemd_slice.as_ref().map(|v| json!(v)));
+        // systemd keys describe host services; for pods and containers the slice is the
+        // runtime's bookkeeping, not something a person would look for.
+        if c.pod_uid.is_none() && c.container_id.is_none() {
+            put("systemd.unit", c.systemd_unit.as_ref().map(|v| json!(v)));
+            put("systemd.slice", c.systemd_slice.as_ref().map(|v| json!(v)));
+        }
         if let Some(pod) = &self.pod {
             put("k8s.pod.name", Some(json!(pod.name)));
             put("k8s.namespace.name", Some(json!(pod.namespace)));
