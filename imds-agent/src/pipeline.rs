@@ -189,14 +189,18 @@ impl Tracker {
         let Some(state) = self.conns.get_mut(&cookie) else {
             return;
         };
-        state.last_seen = now;
-        state.active = true;
+        let syn = ev.tcp_flags & TCP_SYN != 0;
+        // Only bytes (or a new connection) are activity: a FIN retransmitted into a
+        // black hole (the hop-limit case) must not keep postponing the unanswered report.
+        if ev.payload_len > 0 || syn {
+            state.last_seen = now;
+            state.active = true;
+        }
         let dir = if ev.direction == direction::EGRESS {
             Direction::Request
         } else {
             Direction::Response
         };
-        let syn = ev.tcp_flags & TCP_SYN != 0;
         if syn && ev.offset == 0 {
             state.conn.on_syn(dir, ev.seq);
         }
@@ -555,6 +559,24 @@ mod tests {
         };
         ev.header.cookie = cookie;
         Record::Connect(ev)
+    }
+
+    /// Retransmitted FINs carry no bytes and do not postpone the unanswered report.
+    #[test]
+    fn fin_retransmissions_do_not_postpone_the_timeout() {
+        let mut t = tracker();
+        let now = Instant::now();
+        let mut out = Vec::new();
+        t.on_record(connect(b"curl\0"), now, &mut out);
+        let put = b"PUT /latest/api/token HTTP/1.1\r\nX-aws-ec2-metadata-token-ttl-seconds: 60\r\n\r\n";
+        t.on_record(segment(direction::EGRESS, 1, 0x18, put), now, &mut out);
+        for s in 1..6 {
+            let at = now + Duration::from_secs(s);
+            t.on_record(segment(direction::EGRESS, 1 + put.len() as u32, TCP_FIN, b""), at, &mut out);
+            t.tick(at, &mut out);
+        }
+        assert_eq!(out.len(), 1, "reported 5 s after the request despite the FINs");
+        assert_eq!(out[0].to_json()["imds.unanswered"], true);
     }
 
     /// The hop-limit case: the token PUT gets no answer (and no FIN back), the SDK opens a
