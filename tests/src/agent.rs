@@ -54,6 +54,8 @@ pub struct Agent {
     output_file: Option<PathBuf>,
     stdout: Option<Collector>,
     stderr: Option<Collector>,
+    /// The inventory the agent writes (`None` with `--no-db`).
+    db: Option<PathBuf>,
     /// Holds the output file; removed on drop.
     _dir: tempfile::TempDir,
 }
@@ -113,7 +115,9 @@ impl Agent {
         Self::start_with_args(cgroup, options, &[])
     }
 
-    /// Like [`Agent::start_with`], with more `run` flags (e.g. `--kubeconfig F`).
+    /// Like [`Agent::start_with`], with more `run` flags (e.g. `--kubeconfig F`). Unless they
+    /// hold `--db PATH` (an inventory kept across agents) or `--no-db`, the agent gets an
+    /// inventory of its own in its temporary directory ([`Agent::db_path`]).
     pub fn start_with_args(
         cgroup: &Path,
         options: &AgentOptions,
@@ -129,13 +133,14 @@ impl Agent {
             .map_err(|e| fail(format!("creating a temporary directory: {e}")))?;
         let bin = options.bin.clone().unwrap_or_else(env::agent_bin);
         let mut cmd = Command::new(&bin);
-        cmd.arg("run")
-            .arg("--cgroup")
-            .arg(cgroup)
+        cmd.arg("run").arg("--cgroup").arg(cgroup);
+        let db = db_flag(extra_args).unwrap_or_else(|| {
             // Each agent its own inventory, never the host's /var/lib/imds-agent.
-            .arg("--db")
-            .arg(dir.path().join("inventory.sqlite"))
-            .args(extra_args)
+            let path = dir.path().join("inventory.sqlite");
+            cmd.arg("--db").arg(&path);
+            Some(path)
+        });
+        cmd.args(extra_args)
             .stdin(Stdio::null())
             .stderr(Stdio::piped());
         let output_file = match options.output {
@@ -177,6 +182,7 @@ impl Agent {
             output_file,
             stdout,
             stderr,
+            db,
             _dir: dir,
         };
 
@@ -209,6 +215,11 @@ impl Agent {
     /// The agent's pid.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
+    }
+
+    /// The inventory (SQLite) this agent writes, `None` with `--no-db`.
+    pub fn db_path(&self) -> Option<&Path> {
+        self.db.as_deref()
     }
 
     /// Its stderr so far.
@@ -347,6 +358,23 @@ impl Drop for Agent {
             let _ = terminate(&mut child, Duration::from_secs(3));
         }
     }
+}
+
+/// The inventory `run` flags name: `Some(Some(path))` for `--db PATH` (or `--db=PATH`),
+/// `Some(None)` for `--no-db`, `None` for neither.
+fn db_flag(args: &[OsString]) -> Option<Option<PathBuf>> {
+    let mut args = args.iter().map(|a| a.to_string_lossy());
+    while let Some(arg) = args.next() {
+        match arg.as_ref() {
+            "--no-db" => return Some(None),
+            "--db" => return Some(args.next().map(|p| PathBuf::from(p.as_ref()))),
+            _ => {}
+        }
+        if let Some(path) = arg.strip_prefix("--db=") {
+            return Some(Some(PathBuf::from(path)));
+        }
+    }
+    None
 }
 
 /// Whether a child has exited (zombie or gone) without reaping it, so that

@@ -18,6 +18,7 @@ pub mod client;
 pub mod env;
 pub mod events;
 pub mod fixture;
+pub mod inventory;
 pub mod netns;
 pub mod sdk_clients;
 pub mod topology;

@@ -52,8 +52,11 @@ const QUEUE_BATCHES: usize = 4;
 const MAX_QUEUE: usize = 1 << 20;
 /// How often the writer deletes what is older than the retention when idle or busy.
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
-/// Counters are kept per hour.
-pub(crate) const BUCKET_MS: i64 = 3_600_000;
+/// Counters are kept per minute.
+pub(crate) const BUCKET_MS: i64 = 60_000;
+/// A run that has not stopped and wrote within this long is still watching (heartbeats
+/// come every 10 s).
+pub(crate) const LIVE_MS: i64 = 30_000;
 /// Distinct `url.path` values kept per workload.
 pub(crate) const EXAMPLE_PATHS: usize = 5;
 

@@ -9,7 +9,7 @@ use std::{
 use rusqlite::{Connection, OpenFlags, Row};
 use serde_json::Value;
 
-use super::{BUCKET_MS, StoreError, from_ms, schema, to_ms};
+use super::{BUCKET_MS, LIVE_MS, StoreError, from_ms, schema, to_ms};
 
 /// How long a reader waits for a lock before saying the database is locked.
 pub const READER_BUSY_TIMEOUT: Duration = Duration::from_millis(1500);
@@ -100,8 +100,9 @@ impl Reader {
         move |e| StoreError::sqlite(&self.path, what, e)
     }
 
-    /// Workloads seen since `since`, most v1 calls first. Counts come from the hourly
-    /// counters of the hours overlapping the window; names, identity, SDK and cause are as
+    /// Workloads seen since `since`, most v1 calls first. Counts come from the per-minute
+    /// counters of the minutes overlapping the window (a workload whose last v1 call came
+    /// before `since` has none in the window, exactly); names, identity, SDK and cause are as
     /// last seen; `first_seen` is the first time ever (within the retention).
     pub fn workloads(&self, since: SystemTime) -> Result<Vec<WorkloadRow>, StoreError> {
         let mut stmt = self
@@ -123,8 +124,22 @@ impl Reader {
         let rows = stmt
             .query_map([to_ms(since), BUCKET_MS], workload_row)
             .map_err(self.err("reading workloads"))?;
-        rows.collect::<Result<_, _>>()
-            .map_err(self.err("reading workloads"))
+        let mut rows: Vec<WorkloadRow> = rows
+            .collect::<Result<_, _>>()
+            .map_err(self.err("reading workloads"))?;
+        // The first minute may start before the window: v1 calls there are not in it.
+        for w in &mut rows {
+            if w.last_v1_seen.is_none_or(|t| t < since) {
+                w.v1_count = 0;
+            }
+        }
+        rows.sort_by(|a, b| {
+            b.v1_count
+                .cmp(&a.v1_count)
+                .then(b.last_seen.cmp(&a.last_seen))
+                .then(a.workload.cmp(&b.workload))
+        });
+        Ok(rows)
     }
 
     /// Agent runs that overlap the window, oldest first.
@@ -134,16 +149,22 @@ impl Reader {
             .prepare(
                 "SELECT id, started_ms, last_seen_ms, stopped_ms, clean_stop, host_name,
                     agent_version, cgroup, events
-                 FROM runs WHERE max(last_seen_ms, coalesce(stopped_ms, 0)) >= ?1 ORDER BY id",
+                 FROM runs WHERE max(last_seen_ms, coalesce(stopped_ms, 0)) >= ?1
+                    OR (stopped_ms IS NULL AND last_seen_ms >= ?2) ORDER BY id",
             )
             .map_err(self.err("reading runs"))?;
+        let now_ms = to_ms(std::time::SystemTime::now());
         let rows = stmt
-            .query_map([to_ms(since)], |r| {
+            .query_map([to_ms(since), now_ms - LIVE_MS], |r| {
+                let last_seen_ms: i64 = r.get(2)?;
+                let stopped: Option<i64> = r.get(3)?;
+                // A run still heartbeating watches up to now, not only to its last write.
+                let live = stopped.is_none() && last_seen_ms >= now_ms - LIVE_MS;
                 Ok(RunRow {
                     id: r.get(0)?,
                     started: from_ms(r.get(1)?),
-                    last_seen: from_ms(r.get(2)?),
-                    stopped: r.get::<_, Option<i64>>(3)?.map(from_ms),
+                    last_seen: from_ms(if live { now_ms.max(last_seen_ms) } else { last_seen_ms }),
+                    stopped: stopped.map(from_ms),
                     clean_stop: r.get(4)?,
                     host_name: r.get(5)?,
                     agent_version: r.get(6)?,
@@ -156,7 +177,7 @@ impl Reader {
             .map_err(self.err("reading runs"))
     }
 
-    /// v1 calls per workload per `bucket` (a whole number of hours, aligned to the epoch, so
+    /// v1 calls per workload per `bucket` (a whole number of minutes, aligned to the epoch, so
     /// 24 h buckets are UTC days), from the hourly counters. Every series covers the same
     /// buckets, from the first with data in the window to the current one, zeros included.
     pub fn v1_timeline(

@@ -262,12 +262,13 @@ fn aggregates_are_exact() {
 }
 
 #[test]
-fn windowed_counts_and_v1_timeline_use_hourly_counters() {
+fn windowed_counts_and_v1_timeline_use_minute_counters() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = cfg(dir.path());
     let path = cfg.path.clone();
     let store = Store::open(cfg, run()).unwrap();
-    let this_hour = from_ms(to_ms(now()).div_euclid(BUCKET_MS) * BUCKET_MS);
+    let hour_ms = i64::try_from(HOUR.as_millis()).unwrap();
+    let this_hour = from_ms(to_ms(now()).div_euclid(hour_ms) * hour_ms);
     let three_hours_ago = this_hour - 3 * HOUR + Duration::from_secs(60);
     for _ in 0..4 {
         store.record(&event("w", Some("v1"), Some(200), "/a", three_hours_ago));
@@ -314,9 +315,13 @@ fn windowed_counts_and_v1_timeline_use_hourly_counters() {
     let daily = r.v1_timeline(epoch(), 24 * HOUR).unwrap();
     assert_eq!(daily[0].1.iter().map(|p| p.1).sum::<u64>(), 5);
     assert!(matches!(
-        r.v1_timeline(epoch(), Duration::from_secs(1800)),
+        r.v1_timeline(epoch(), Duration::from_secs(90)),
         Err(StoreError::InvalidBucket { .. })
     ));
+    // A window starting inside the minute of the last v1 call, but after it: no v1 in it.
+    let after = r.workloads(this_hour + Duration::from_millis(1500)).unwrap();
+    let w = after.iter().find(|w| w.workload == "w").unwrap();
+    assert_eq!((w.v1_count, w.v2_count), (0, 1));
 }
 
 #[test]
