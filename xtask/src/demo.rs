@@ -76,15 +76,23 @@ pub fn demo(options: &Options) -> anyhow::Result<()> {
         "agent attached to cgroup {}",
         cgroup.path().display()
     ));
-    let mut agent = Agent::start_with(
+    // The demo keeps its inventory, and writes the readiness report from it at the end.
+    let report_dir = crate::util::workspace_root().join("target/demo");
+    std::fs::create_dir_all(&report_dir).context("creating target/demo")?;
+    let db = report_dir.join("inventory.sqlite");
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    let mut agent = Agent::start_with_args(
         cgroup.path(),
         &AgentOptions {
-            bin: Some(bin),
+            bin: Some(bin.clone()),
             output: Output::InheritStdout,
             echo_stderr: true,
             // So Ctrl-C does not hit it directly: we stop it with SIGTERM, after the clients.
             own_process_group: true,
         },
+        &["--db".into(), db.clone().into()],
     )?;
 
     let token_flow = "TOKEN=$(curl -s -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 60' \
@@ -148,5 +156,23 @@ pub fn demo(options: &Options) -> anyhow::Result<()> {
         bail!("the agent exited with {}", output.status);
     }
     eprintln!("done: agent exited 0; namespace and cgroup removed");
+
+    section(&format!("readiness report (imds-agent report --db {} --since 2m)", db.display()));
+    for (format, ext) in [("json", "json"), ("markdown", "md"), ("html", "html"), ("table", "txt")] {
+        let out = report_dir.join(format!("report.{ext}"));
+        let status = std::process::Command::new(&bin)
+            .args(["report", "--since", "2m", "--format", format, "--db"])
+            .arg(&db)
+            .arg("--output")
+            .arg(&out)
+            .status()
+            .context("running imds-agent report")?;
+        // 1 is NOT READY (expected: the demo makes v1 calls); 2 would be an error.
+        if status.code() == Some(2) || status.code().is_none() {
+            bail!("imds-agent report --format {format} failed ({status})");
+        }
+        eprintln!("wrote {} (exit {})", out.display(), status.code().unwrap_or(-1));
+    }
+    eprintln!("{}", std::fs::read_to_string(report_dir.join("report.txt")).unwrap_or_default());
     Ok(())
 }

@@ -181,9 +181,15 @@ pub fn coverage(window: Interval, runs: &[RunInput], tolerance: Duration) -> Cov
         gaps.push((cursor, we));
     }
     let never_ran = listed.is_empty();
+    // The tolerance covers restarts between runs and the heartbeat lag after the last one;
+    // time before the agent first ran in the window was never watched, however short.
+    let first_start = clipped.first().map(|(s, _)| *s);
     let uncovered: Vec<Interval> = gaps
         .into_iter()
-        .filter(|(s, e)| never_ran || e.duration_since(*s).unwrap_or_default() > tolerance)
+        .filter(|(s, e)| {
+            let leading = *s == ws && first_start.is_some_and(|f| f == *e);
+            never_ran || leading || e.duration_since(*s).unwrap_or_default() > tolerance
+        })
         .map(|(s, e)| Interval {
             start: Timestamp(s),
             end: Timestamp(e),

@@ -338,7 +338,8 @@ fn gap_means_not_ready_and_is_listed() {
 #[rstest]
 #[case::late_start(start() + HOUR, end(), Some((start(), start() + HOUR)))]
 #[case::stopped_early(start(), end() - HOUR, Some((end() - HOUR, end())))]
-#[case::within_tolerance_at_start(start() + MIN, end(), None)]
+// Before the first run nothing was watched, however short: no tolerance at the start.
+#[case::a_minute_late_start(start() + MIN, end(), Some((start(), start() + MIN)))]
 #[case::within_tolerance_at_end(start(), end() - MIN * 2, None)]
 #[case::just_beyond_tolerance(start(), end() - MIN * 2 - Duration::from_secs(1), Some((end() - MIN * 2 - Duration::from_secs(1), end())))]
 fn edges_of_the_window(

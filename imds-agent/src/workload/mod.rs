@@ -81,7 +81,8 @@ impl Workload {
             None => (None, None),
         };
         // Ancestors stay while they are in the same container (or, outside containers,
-        // the same cgroup): the tree a person recognises, not the node's daemons.
+        // the same cgroup — systemd gives each service and login session its own): the
+        // tree a person recognises, not the node's daemons.
         let mut ancestor_count = 0;
         for a in &process.ancestors {
             if a.pid <= 1 {
@@ -94,8 +95,10 @@ impl Workload {
                     .map(|p| cgroup_identity::parse(&p).container_id.as_ref() == Some(id))
                     .unwrap_or(false)
             } else {
-                // Host process: follow the tree (bash from cron, kernel from jupyter).
-                true
+                // Host process: the tree within its cgroup — its systemd service or login
+                // session scope (bash from cron, a kernel from jupyter-server), not the
+                // supervisor that started the service.
+                false
             };
             if !same {
                 break;
