@@ -13,9 +13,14 @@ use crate::{
     store::Reader,
 };
 
-/// Timeline buckets: hourly up to 3 days, daily beyond.
+/// Timeline buckets: per minute up to 2 hours, hourly up to 3 days, daily beyond (always a
+/// whole number of the store's minute counters, and a readable number of bars).
 fn bucket_for(window: Duration) -> Duration {
-    if window <= Duration::from_secs(3 * 24 * 3600) {
+    const MINUTE: u64 = 60;
+    let secs = window.as_secs();
+    if secs <= 2 * 3600 {
+        Duration::from_secs(MINUTE)
+    } else if secs <= 3 * 24 * 3600 {
         Duration::from_secs(3600)
     } else {
         Duration::from_secs(24 * 3600)
@@ -54,6 +59,18 @@ pub fn report(args: &ReportArgs) -> Result<i32> {
         }
     }
     Ok(report::exit_code(&report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_follow_the_window() {
+        assert_eq!(bucket_for(Duration::from_secs(120)), Duration::from_secs(60));
+        assert_eq!(bucket_for(Duration::from_secs(24 * 3600)), Duration::from_secs(3600));
+        assert_eq!(bucket_for(Duration::from_secs(7 * 24 * 3600)), Duration::from_secs(86400));
+    }
 }
 
 fn from_inventory(args: &ReportArgs) -> Result<report::Report> {

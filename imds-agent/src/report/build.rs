@@ -158,6 +158,13 @@ pub fn coverage(window: Interval, runs: &[RunInput], tolerance: Duration) -> Cov
         .filter(|(s, e)| e >= s)
         .collect();
     clipped.sort();
+    // Did the run that watched last stop cleanly? Then it is known not to be watching
+    // after its stop, and the tolerance (heartbeat lag) does not apply to the end.
+    let last_stopped_cleanly = runs
+        .iter()
+        .filter(|r| r.last_seen >= r.start)
+        .max_by_key(|r| r.last_seen)
+        .is_some_and(|r| r.clean_stop);
     let mut listed: Vec<Run> = runs
         .iter()
         .filter(|r| r.last_seen >= ws && r.start <= we && r.last_seen >= r.start)
@@ -181,14 +188,19 @@ pub fn coverage(window: Interval, runs: &[RunInput], tolerance: Duration) -> Cov
         gaps.push((cursor, we));
     }
     let never_ran = listed.is_empty();
-    // The tolerance covers restarts between runs and the heartbeat lag after the last one;
-    // time before the agent first ran in the window was never watched, however short.
+    // The tolerance covers restarts between runs and the heartbeat lag after the last one
+    // (when it is still running or crashed); time before the agent first ran in the window,
+    // or after it was stopped, was never watched, however short.
     let first_start = clipped.first().map(|(s, _)| *s);
     let uncovered: Vec<Interval> = gaps
         .into_iter()
         .filter(|(s, e)| {
             let leading = *s == ws && first_start.is_some_and(|f| f == *e);
-            never_ran || leading || e.duration_since(*s).unwrap_or_default() > tolerance
+            let trailing_after_stop = *e == we && last_stopped_cleanly;
+            never_ran
+                || leading
+                || trailing_after_stop
+                || e.duration_since(*s).unwrap_or_default() > tolerance
         })
         .map(|(s, e)| Interval {
             start: Timestamp(s),

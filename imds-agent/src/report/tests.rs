@@ -336,22 +336,26 @@ fn gap_means_not_ready_and_is_listed() {
 }
 
 #[rstest]
-#[case::late_start(start() + HOUR, end(), Some((start(), start() + HOUR)))]
-#[case::stopped_early(start(), end() - HOUR, Some((end() - HOUR, end())))]
+#[case::late_start(start() + HOUR, end(), true, Some((start(), start() + HOUR)))]
+#[case::stopped_early(start(), end() - HOUR, true, Some((end() - HOUR, end())))]
 // Before the first run nothing was watched, however short: no tolerance at the start.
-#[case::a_minute_late_start(start() + MIN, end(), Some((start(), start() + MIN)))]
-#[case::within_tolerance_at_end(start(), end() - MIN * 2, None)]
-#[case::just_beyond_tolerance(start(), end() - MIN * 2 - Duration::from_secs(1), Some((end() - MIN * 2 - Duration::from_secs(1), end())))]
+#[case::a_minute_late_start(start() + MIN, end(), false, Some((start(), start() + MIN)))]
+// A run still going (or crashed) heartbeats every 10 s: the lag at the end is tolerated...
+#[case::within_tolerance_at_end(start(), end() - MIN * 2, false, None)]
+#[case::just_beyond_tolerance(start(), end() - MIN * 2 - Duration::from_secs(1), false, Some((end() - MIN * 2 - Duration::from_secs(1), end())))]
+// ...but after a clean stop the agent is known not to be watching.
+#[case::stopped_cleanly_a_minute_early(start(), end() - MIN, true, Some((end() - MIN, end())))]
 fn edges_of_the_window(
     #[case] run_start: SystemTime,
     #[case] last_seen: SystemTime,
+    #[case] clean_stop: bool,
     #[case] gap: Option<(SystemTime, SystemTime)>,
 ) {
     let mut input = ready_host("web-1");
     input.runs = vec![RunInput {
         start: run_start,
         last_seen,
-        clean_stop: true,
+        clean_stop,
     }];
     let report = build(input);
     let expected: Vec<Interval> = gap
