@@ -61,18 +61,6 @@ pub fn report(args: &ReportArgs) -> Result<i32> {
     Ok(report::exit_code(&report))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn buckets_follow_the_window() {
-        assert_eq!(bucket_for(Duration::from_secs(120)), Duration::from_secs(60));
-        assert_eq!(bucket_for(Duration::from_secs(24 * 3600)), Duration::from_secs(3600));
-        assert_eq!(bucket_for(Duration::from_secs(7 * 24 * 3600)), Duration::from_secs(86400));
-    }
-}
-
 fn from_inventory(args: &ReportArgs) -> Result<report::Report> {
     let reader = Reader::open(&args.db)?;
     let now = SystemTime::now();
@@ -121,4 +109,16 @@ fn from_inventory(args: &ReportArgs) -> Result<report::Report> {
         runs,
         timeline,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_follow_the_window() {
+        assert_eq!(bucket_for(Duration::from_secs(120)), Duration::from_secs(60));
+        assert_eq!(bucket_for(Duration::from_secs(24 * 3600)), Duration::from_secs(3600));
+        assert_eq!(bucket_for(Duration::from_secs(7 * 24 * 3600)), Duration::from_secs(86400));
+    }
 }

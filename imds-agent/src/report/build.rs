@@ -197,9 +197,11 @@ pub fn coverage(window: Interval, runs: &[RunInput], tolerance: Duration) -> Cov
         .filter(|(s, e)| {
             let leading = *s == ws && first_start.is_some_and(|f| f == *e);
             let trailing_after_stop = *e == we && last_stopped_cleanly;
+            // Under a second is clock granularity between stop and report, not a gap.
+            let negligible = e.duration_since(*s).unwrap_or_default() < Duration::from_secs(1);
             never_ran
+                || (!negligible && trailing_after_stop)
                 || leading
-                || trailing_after_stop
                 || e.duration_since(*s).unwrap_or_default() > tolerance
         })
         .map(|(s, e)| Interval {
