@@ -22,6 +22,21 @@ pub fn for_pid(events: &[Value], pid: u32) -> Vec<Value> {
 }
 
 /// Events as pretty JSON, for failure messages.
+/// Exactly one event for `pid`, from the final output.
+#[track_caller]
+pub fn only_event(events: &[Value], pid: u32) -> Value {
+    let mine = for_pid(events, pid);
+    assert_eq!(
+        mine.len(),
+        1,
+        "expected exactly one event for pid {pid}; all events:\n{}",
+        pretty(events)
+    );
+    mine.into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("no event for pid {pid}"))
+}
+
 pub fn pretty(events: &[Value]) -> String {
     if events.is_empty() {
         return "(none)".to_owned();

@@ -9,7 +9,7 @@
 )]
 
 use imds_agent_e2e::events::{
-    assert_fields, assert_not_true, assert_str, for_pid, looks_rfc3339, pretty, str_of,
+    assert_fields, assert_not_true, assert_str, for_pid, looks_rfc3339, only_event, pretty, str_of,
 };
 use imds_agent_e2e::{Fixture, MockOptions, TokenMode, env, imds_url};
 use serde_json::{Value, json};
@@ -29,19 +29,6 @@ fn realpath_of(path: &std::path::Path) -> String {
 fn comm_of(path: &std::path::Path) -> String {
     let base = path.file_name().unwrap().to_string_lossy().into_owned();
     base.chars().take(15).collect()
-}
-
-/// Exactly one event for `pid`, from the final output.
-#[track_caller]
-fn only_event(events: &[Value], pid: u32) -> Value {
-    let mine = for_pid(events, pid);
-    assert_eq!(
-        mine.len(),
-        1,
-        "expected exactly one event for pid {pid}; all events:\n{}",
-        pretty(events)
-    );
-    mine.into_iter().next().unwrap()
 }
 
 /// The fields every tokenless metadata GET over IPv4 to 169.254.169.254:80 must carry.

@@ -10,24 +10,12 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use imds_agent_e2e::events::{assert_fields, assert_null, assert_str, for_pid, pretty};
+use imds_agent_e2e::events::{assert_fields, assert_null, assert_str, only_event, pretty};
 use imds_agent_e2e::{Fixture, MockOptions, env, imds_url};
-use serde_json::{Value, json};
+use serde_json::json;
 
 const INSTANCE_ID_PATH: &str = "/latest/meta-data/instance-id";
 const INSTANCE_ID: &str = "i-0123456789abcdef0";
-
-#[track_caller]
-fn only_event(events: &[Value], pid: u32) -> Value {
-    let mine = for_pid(events, pid);
-    assert_eq!(
-        mine.len(),
-        1,
-        "expected exactly one event for pid {pid}; all events:\n{}",
-        pretty(events)
-    );
-    mine.into_iter().next().unwrap()
-}
 
 /// A tokenless curl whose event proves the agent is (still) reporting; returns its pid.
 fn sentinel(fx: &Fixture) -> u32 {

@@ -9,26 +9,15 @@
 )]
 
 use imds_agent_e2e::client::run_client_env;
-use imds_agent_e2e::events::{assert_fields, assert_null, assert_str, for_pid, pretty, str_of};
+use imds_agent_e2e::events::{
+    assert_fields, assert_null, assert_str, only_event, pretty, str_of,
+};
 use imds_agent_e2e::{Fixture, NestedCgroup, env, imds_url};
 use serde_json::{Value, json};
 
 const INSTANCE_ID_PATH: &str = "/latest/meta-data/instance-id";
 const INSTANCE_ID: &str = "i-0123456789abcdef0";
 const REDACTED: &str = "[REDACTED]";
-
-/// Exactly one event for `pid`, from the final output.
-#[track_caller]
-fn only_event(events: &[Value], pid: u32) -> Value {
-    let mine = for_pid(events, pid);
-    assert_eq!(
-        mine.len(),
-        1,
-        "expected exactly one event for pid {pid}; all events:\n{}",
-        pretty(events)
-    );
-    mine.into_iter().next().unwrap()
-}
 
 /// A Kubernetes pod UID (`8-4-4-4-12` hex).
 fn pod_uid() -> String {
