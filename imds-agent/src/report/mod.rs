@@ -37,7 +37,7 @@ pub use schema::{Report, SCHEMA_VERSION, Verdict};
 pub enum Format {
     /// Plain text with aligned columns, for a terminal.
     Table,
-    /// The [`Report`] itself (readable back by `--merge`).
+    /// The report as JSON (readable back by `--merge`).
     Json,
     /// GitHub-flavoured markdown tables.
     Markdown,
