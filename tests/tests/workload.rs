@@ -304,7 +304,10 @@ fn process_ancestors_are_listed_parent_first_and_redacted() {
     let url = imds_url("/latest/meta-data/");
     // `; echo` after each command keeps bash and sh from exec'ing their last command, so
     // the tree really is test → bash → sh → curl. Each shell gets the secret as an argument.
-    let sh_script = format!("echo sh=$$; curl -s {url}; echo");
+    // Ancestors' command lines come from /proc (no program can read another process's
+    // memory at connect time), so sh lingers a moment as real parents (a shell, cron,
+    // jupyter-server) do; one that is already gone is reported with a null command line.
+    let sh_script = format!("echo sh=$$; curl -s {url}; sleep 1; echo");
     let bash_script = format!("echo bash=$$; sh -c '{sh_script}' sh \"$1\"; echo");
     let secret_arg = format!("--password={canary}");
     let run = run_client_env(
