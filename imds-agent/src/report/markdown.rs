@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::schema::{Report, human_duration, percent, plural};
+use super::schema::{Report, coverage_detail_lines, human_duration, percent};
 use super::table::{advice, cause, hosts_cell, rejected_line};
 
 pub(super) fn render(report: &Report) -> String {
@@ -59,22 +59,8 @@ pub(super) fn render(report: &Report) -> String {
                 ": **incomplete**"
             }
         );
-        for gap in &c.uncovered {
-            let _ = writeln!(
-                out,
-                "  - not watched: {} .. {} ({})",
-                gap.start,
-                gap.end,
-                human_duration(gap.duration())
-            );
-        }
-        let unclean = c.unclean_stops(host.window);
-        if unclean > 0 {
-            let _ = writeln!(
-                out,
-                "  - {unclean} agent run{} ended without a clean stop (crash or kill?)",
-                plural(unclean)
-            );
+        for line in coverage_detail_lines(c, host.window, "  - ") {
+            let _ = writeln!(out, "{line}");
         }
     }
     let _ = writeln!(out);

@@ -310,6 +310,31 @@ pub struct Report {
     pub timeline_bucket_seconds: Option<u64>,
 }
 
+/// The coverage detail lines of one host (unwatched intervals, unclean stops), each
+/// starting with `bullet`; shared by the text renderers.
+pub(crate) fn coverage_detail_lines(c: &Coverage, window: Interval, bullet: &str) -> Vec<String> {
+    let mut lines: Vec<String> = c
+        .uncovered
+        .iter()
+        .map(|gap| {
+            format!(
+                "{bullet}not watched: {} .. {} ({})",
+                gap.start,
+                gap.end,
+                human_duration(gap.duration())
+            )
+        })
+        .collect();
+    let unclean = c.unclean_stops(window);
+    if unclean > 0 {
+        lines.push(format!(
+            "{bullet}{unclean} agent run{} ended without a clean stop (crash or kill?)",
+            plural(unclean)
+        ));
+    }
+    lines
+}
+
 pub(crate) fn plural(n: u64) -> &'static str {
     if n == 1 { "" } else { "s" }
 }

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::schema::{Report, WorkloadRow, human_duration, percent, plural};
+use super::schema::{Report, WorkloadRow, coverage_detail_lines, human_duration, percent, plural};
 
 /// Longest workload name shown before `…` (JSON keeps it whole).
 const MAX_NAME: usize = 60;
@@ -55,22 +55,8 @@ pub(super) fn render(report: &Report) -> String {
             human_duration(std::time::Duration::from_secs(c.window_seconds)),
             if c.complete { "" } else { " — INCOMPLETE" }
         );
-        for gap in &c.uncovered {
-            let _ = writeln!(
-                out,
-                "  not watched: {} .. {} ({})",
-                gap.start,
-                gap.end,
-                human_duration(gap.duration())
-            );
-        }
-        let unclean = c.unclean_stops(host.window);
-        if unclean > 0 {
-            let _ = writeln!(
-                out,
-                "  {unclean} agent run{} ended without a clean stop (crash or kill?)",
-                plural(unclean)
-            );
+        for line in coverage_detail_lines(c, host.window, "  ") {
+            let _ = writeln!(out, "{line}");
         }
     }
     let _ = writeln!(out);
